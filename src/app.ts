@@ -1,0 +1,127 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { Config } from './config.js';
+import { createDb, ensureDatabase, migrateToLatest, type Db } from './db/database.js';
+import { createLogger } from './logger.js';
+import { createRedis, type RedisClient } from './redis.js';
+import type { Context } from './schema/context.js';
+import { schema } from './schema/index.js';
+import { createLoaders } from './schema/loaders.js';
+import { errorCodes, maskError } from './server/error-codes.js';
+import { Repeater } from './server/repeater.js';
+import { createServices, type Services } from './services/index.js';
+import { seedSampleSale } from './services/seed.js';
+
+export interface App {
+  config: Config;
+  db: Db;
+  redis: RedisClient;
+  services: Services;
+  log: Logger;
+  server: Server;
+  yoga: YogaServerInstance<Record<string, unknown>, Context>;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Builds and starts the whole service: database, Redis, GraphQL over HTTP, background workers. */
+export async function startApp(config: Config, opts: { log?: Logger; workers?: boolean } = {}): Promise<App> {
+  const log = opts.log ?? createLogger(config.LOG_LEVEL);
+  await ensureDatabase(config.DATABASE_URL);
+  const { db, pool } = createDb(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
+  await migrateToLatest(db);
+
+  const redis = createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, 'flashsale');
+  const publisher = createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, 'flashsale-pub');
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const services = createServices({
+    db, redis, publisher, prefix: config.REDIS_PREFIX, jwtSecret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL,
+    registry, log, dataKeys: [config.DATA_KEY],
+  });
+
+  const seedWanted = config.SEED_SAMPLE_SALE ?? (config.NODE_ENV === 'development');
+  if (seedWanted && config.NODE_ENV !== 'production') {
+    const saleId = await seedSampleSale(db, services.catalog, services.sales);
+    if (saleId) log.info({ saleId }, 'sample sale "1,000 phones" is ACTIVE');
+  }
+
+  const yoga = createYoga<Record<string, unknown>, Context>({
+    schema,
+    graphiql: config.GRAPHIQL ?? config.NODE_ENV !== 'production',
+    landingPage: false,
+    logging: log.child({ source: 'yoga' }),
+    maskedErrors: { maskError },
+    plugins: [errorCodes()],
+    context: async ({ request }) => {
+      const auth = await services.tokens.authenticate(request.headers.get('authorization'));
+      return { viewer: auth.viewer, authError: auth.error, services, loaders: createLoaders(services) };
+    },
+  });
+
+  const ready = async (): Promise<string | null> => {
+    try {
+      await db.selectNoFrom((eb) => eb.lit(1).as('one')).execute();
+    } catch (err) {
+      return `postgresql: ${(err as Error).message}`;
+    }
+    try {
+      await redis.ping();
+    } catch (err) {
+      return `redis: ${(err as Error).message}`;
+    }
+    return null;
+  };
+
+  const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+    const path = req.url?.split('?')[0];
+    if (path === '/health') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+      return;
+    }
+    if (path === '/ready') {
+      const problem = await ready();
+      res.writeHead(problem ? 503 : 200, { 'content-type': 'application/json' }).end(JSON.stringify(problem ? { status: 'unavailable', reason: problem } : { status: 'ready' }));
+      return;
+    }
+    if (path === '/metrics') {
+      res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
+      return;
+    }
+    return yoga(req, res);
+  });
+  server.keepAliveTimeout = 65_000;
+
+  const workers: Repeater[] = [];
+  if (opts.workers !== false) {
+    workers.push(
+      new Repeater('hold-sweeper', config.SWEEP_INTERVAL_MS, () => services.sweeper.sweepAll(), log),
+      new Repeater('ledger-drainer', config.DRAIN_INTERVAL_MS, () => services.ledger.drainAll().then(() => undefined), log),
+    );
+  }
+
+  await new Promise<void>((resolve) => server.listen(config.PORT, config.HOST, resolve));
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${config.HOST}:${port}`;
+  log.info({ url: `${url}/graphql` }, 'flash-sale API listening');
+
+  let stopping: Promise<void> | null = null;
+  const stop = () =>
+    (stopping ??= (async () => {
+      // Stop accepting, let in-flight requests finish, then close the workers and connections.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await Promise.race([closed, new Promise((r) => setTimeout(r, config.SHUTDOWN_TIMEOUT_MS))]);
+      server.closeAllConnections();
+      await Promise.all(workers.map((w) => w.stop()));
+      await services.ledger.drainAll().catch(() => undefined);
+      await Promise.allSettled([redis.quit(), publisher.quit()]);
+      await db.destroy().catch(() => undefined);
+      void pool;
+    })());
+
+  return { config, db, redis, services, log, server, yoga, url, stop };
+}

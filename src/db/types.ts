@@ -1,0 +1,103 @@
+import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+
+type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
+
+export interface ProductTable {
+  id: string;
+  sku: string;
+  name: string;
+  description: string | null;
+  price_cents: number;
+  currency: string;
+  image_url: string | null;
+  created_at: CreatedAt;
+}
+
+export interface SaleTable {
+  id: string;
+  name: string;
+  starts_at: Date;
+  ends_at: Date;
+  per_user_limit: number;
+  hold_seconds: number;
+  waiting_room: boolean;
+  admit_per_second: number | null;
+  currency: string;
+  /** Admin state; the public status is derived from it, the clock and live stock. */
+  state: 'OPEN' | 'PAUSED' | 'CANCELLED';
+  sold_out_at: Date | null;
+  created_at: CreatedAt;
+}
+
+export interface SaleItemTable {
+  id: string;
+  sale_id: string;
+  product_id: string;
+  position: number;
+  price_cents: number;
+  initial_stock: number;
+}
+
+export interface ReservationTable {
+  id: string;
+  sale_id: string;
+  sale_item_id: string;
+  customer_id: string;
+  quantity: number;
+  status: 'HELD' | 'CONFIRMED' | 'RELEASED' | 'EXPIRED';
+  end_reason: string | null;
+  idempotency_key: string | null;
+  from_waitlist: boolean;
+  created_at: Date;
+  expires_at: Date;
+  ended_at: Date | null;
+}
+
+export interface OrderTable {
+  id: string;
+  sale_id: string;
+  sale_item_id: string;
+  reservation_id: string;
+  customer_id: string;
+  quantity: number;
+  unit_price_cents: number;
+  total_cents: number;
+  status: 'CONFIRMED' | 'CANCELLED';
+  payment_method: 'CASH_ON_DELIVERY';
+  idempotency_key: string | null;
+  delivery_enc: string | null;
+  created_at: CreatedAt;
+  cancelled_at: Date | null;
+}
+
+export interface StockEventTable {
+  id: Generated<string>;
+  sale_id: string;
+  sale_item_id: string;
+  /** The Redis stream entry id of the outbox; with sale_id it makes the drain idempotent. */
+  stream_id: string;
+  kind: 'INITIAL' | 'RESERVED' | 'RELEASED' | 'EXPIRED' | 'CONFIRMED' | 'CANCELLED' | 'ADJUSTED';
+  delta: number;
+  available_after: number;
+  customer_id: string | null;
+  reservation_id: string | null;
+  reason: string | null;
+  at: Date;
+}
+
+export interface Database {
+  products: ProductTable;
+  sales: SaleTable;
+  sale_items: SaleItemTable;
+  reservations: ReservationTable;
+  orders: OrderTable;
+  stock_events: StockEventTable;
+}
+
+export type ProductRow = Selectable<ProductTable>;
+export type SaleRow = Selectable<SaleTable>;
+export type SaleItemRow = Selectable<SaleItemTable>;
+export type ReservationRow = Selectable<ReservationTable>;
+export type OrderRow = Selectable<OrderTable>;
+export type NewOrder = Insertable<OrderTable>;
+export type StockEventRow = Selectable<StockEventTable>;

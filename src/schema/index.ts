@@ -1,0 +1,10 @@
+import { builder } from './builder.js';
+import './scalars.js';
+import './common.js';
+import './catalog.js';
+import './sale.js';
+import './buying.js';
+import './ledger.js';
+import './viewer.js';
+
+export const schema = builder.toSchema({ sortSchema: false });

@@ -1,0 +1,17 @@
+import DataLoader from 'dataloader';
+import type { Services } from '../services/index.js';
+
+/** Per-request batching and caching of list → item look-ups (no N+1 under a list of orders). */
+export function createLoaders(s: Services) {
+  return {
+    sale: new DataLoader((ids: readonly string[]) => s.sales.salesByIds(ids)),
+    saleItem: new DataLoader((ids: readonly string[]) => s.sales.itemsByIds(ids)),
+    saleItemsOfSale: new DataLoader((ids: readonly string[]) => s.sales.itemsBySaleIds(ids)),
+    product: new DataLoader((ids: readonly string[]) => s.catalog.productsByIds(ids)),
+    order: new DataLoader((ids: readonly string[]) => s.orders.byIds(ids)),
+    /** One snapshot script call per sale per request: every item's figures agree. */
+    snapshot: new DataLoader((ids: readonly string[]) => Promise.all(ids.map((id) => s.sales.snapshot(id).catch((e: Error) => e)))),
+  };
+}
+
+export type Loaders = ReturnType<typeof createLoaders>;

@@ -1,0 +1,35 @@
+import { GraphQLError } from 'graphql';
+import { maskError as yogaMaskError, type Plugin } from 'graphql-yoga';
+import { UnavailableError } from '../services/errors.js';
+
+/**
+ * Gives every error the contract's `extensions.code`: malformed documents and variables are
+ * BAD_USER_INPUT, an unavailable dependency is TEMPORARILY_UNAVAILABLE (with retryAfterSeconds),
+ * anything unexpected is masked (no message, no stack) as INTERNAL_SERVER_ERROR.
+ */
+export function maskError(error: unknown, message: string, isDev?: boolean): Error {
+  const original = error instanceof GraphQLError ? error.originalError : error;
+  if (original instanceof UnavailableError) {
+    return new GraphQLError('A dependency is unavailable for a moment; please retry.', {
+      extensions: { code: 'TEMPORARILY_UNAVAILABLE', retryAfterSeconds: original.retryAfterSeconds },
+    });
+  }
+  if (error instanceof GraphQLError && !error.originalError) {
+    if (error.extensions?.code) return error;
+    return new GraphQLError(error.message, { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path, extensions: { ...error.extensions, code: 'BAD_USER_INPUT' } });
+  }
+  if (error instanceof GraphQLError && error.originalError instanceof GraphQLError) return error.originalError;
+  return yogaMaskError(error, message, isDev);
+}
+
+/** Validation errors skip maskError in Yoga; this gives them a code too. */
+export function errorCodes(): Plugin {
+  return {
+    onValidate() {
+      return ({ result, setResult }) => {
+        if (result.length === 0) return;
+        setResult(result.map((e) => (e.extensions?.code ? e : new GraphQLError(e.message, { nodes: e.nodes, source: e.source, positions: e.positions, extensions: { ...e.extensions, code: 'GRAPHQL_VALIDATION_FAILED' } }))));
+      };
+    },
+  };
+}

@@ -1,0 +1,57 @@
+import { sql } from 'kysely';
+import { z } from 'zod';
+import type { Db } from '../db/database.js';
+import type { ProductRow } from '../db/types.js';
+import { badUserInput } from './errors.js';
+import { newId } from './ids.js';
+import { decodeCursor, pageSize, toPage, type Page } from './pagination.js';
+import { zodToBadInput } from './zod-errors.js';
+
+const productInput = z.object({
+  sku: z.string().trim().min(1).max(64),
+  name: z.string().trim().min(1).max(200),
+  description: z.string().max(5000).nullish(),
+  priceCents: z.number().int().min(0).max(2_000_000_000),
+  currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO-4217 code such as "USD"'),
+  imageUrl: z.string().url().max(2000).nullish(),
+});
+export type CreateProductInput = z.input<typeof productInput>;
+
+export class CatalogService {
+  constructor(private readonly db: Db) {}
+
+  async createProduct(input: CreateProductInput): Promise<ProductRow> {
+    const parsed = productInput.safeParse(input);
+    if (!parsed.success) throw zodToBadInput(parsed.error, 'input');
+    const p = parsed.data;
+    const row = await this.db
+      .insertInto('products')
+      .values({ id: newId(), sku: p.sku, name: p.name, description: p.description ?? null, price_cents: p.priceCents, currency: p.currency, image_url: p.imageUrl ?? null })
+      .onConflict((oc) => oc.column('sku').doNothing())
+      .returningAll()
+      .executeTakeFirst();
+    if (!row) throw badUserInput(`A product with sku "${p.sku}" exists already.`, 'input.sku');
+    return row;
+  }
+
+  async productsByIds(ids: readonly string[]): Promise<(ProductRow | null)[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db.selectFrom('products').selectAll().where('id', 'in', [...ids]).execute();
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    return ids.map((id) => byId.get(id) ?? null);
+  }
+
+  async products(args: { search?: string | null; first?: number | null; after?: string | null }): Promise<Page<ProductRow>> {
+    const size = pageSize(args.first);
+    const after = decodeCursor(args.after);
+    let q = this.db.selectFrom('products').selectAll().orderBy('name').orderBy('id').limit(size + 1);
+    if (args.search) {
+      if (args.search.length > 200) throw badUserInput('search is at most 200 characters.', 'search');
+      const pattern = `%${args.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      q = q.where((eb) => eb.or([eb('name', 'ilike', pattern), eb('sku', 'ilike', pattern), eb('description', 'ilike', pattern)]));
+    }
+    if (after) q = q.where(sql<boolean>`(name, id) > (${String(after[0])}, ${after[1]})`);
+    const rows = await q.execute();
+    return toPage(rows, size, (r) => [r.name, r.id]);
+  }
+}

@@ -1,0 +1,76 @@
+import { GraphQLError } from 'graphql';
+
+export const ERROR_CODES = [
+  'SOLD_OUT', 'LIMIT_EXCEEDED', 'SALE_NOT_STARTED', 'SALE_ENDED', 'SALE_PAUSED', 'SALE_CANCELLED',
+  'NOT_ADMITTED', 'RESERVATION_NOT_FOUND', 'RESERVATION_EXPIRED', 'RESERVATION_NOT_HELD',
+  'ORDER_NOT_CANCELLABLE', 'IDEMPOTENCY_KEY_REUSED', 'ALREADY_ON_WAITLIST', 'NOT_ON_WAITLIST',
+  'WAITLIST_CLOSED', 'NO_WAITING_ROOM', 'TEMPORARILY_UNAVAILABLE', 'NOT_FOUND', 'INVALID_INPUT',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** A business outcome that is not a success: returned as a value, never thrown. */
+export interface Rejected {
+  readonly kind: 'Rejected';
+  code: ErrorCode;
+  message: string;
+  field?: string | null;
+  retryAfterSeconds?: number | null;
+  available?: number | null;
+  waitlistOpen: boolean;
+}
+
+const MESSAGES: Record<ErrorCode, string> = {
+  SOLD_OUT: 'Sorry, this item is sold out.',
+  LIMIT_EXCEEDED: 'You already hold or bought as many of this item as one customer may.',
+  SALE_NOT_STARTED: 'The sale has not started yet.',
+  SALE_ENDED: 'The sale has ended.',
+  SALE_PAUSED: 'The sale is paused for the moment; please try again shortly.',
+  SALE_CANCELLED: 'The sale was cancelled.',
+  NOT_ADMITTED: 'This sale has a waiting room: join the queue and use your admission token.',
+  RESERVATION_NOT_FOUND: 'No such reservation of yours.',
+  RESERVATION_EXPIRED: 'Your reservation expired before it was confirmed; its units went back on sale.',
+  RESERVATION_NOT_HELD: 'This reservation is no longer held.',
+  ORDER_NOT_CANCELLABLE: 'This order can no longer be cancelled.',
+  IDEMPOTENCY_KEY_REUSED: 'This idempotency key was already used for a different request.',
+  ALREADY_ON_WAITLIST: 'You are already on the waitlist.',
+  NOT_ON_WAITLIST: 'You are not on the waitlist.',
+  WAITLIST_CLOSED: 'Stock is available: buy it instead of joining the waitlist.',
+  NO_WAITING_ROOM: 'This sale has no waiting room.',
+  TEMPORARILY_UNAVAILABLE: 'We could not complete this right now; nothing was charged or held. Please retry shortly.',
+  NOT_FOUND: 'Nothing was found with that id.',
+  INVALID_INPUT: 'The request is not valid.',
+};
+
+export function rejected(code: ErrorCode, extra: Partial<Omit<Rejected, 'kind' | 'code'>> = {}): Rejected {
+  return { kind: 'Rejected', code, message: extra.message ?? MESSAGES[code], waitlistOpen: false, ...extra };
+}
+
+export function invalidInput(field: string, message: string): Rejected {
+  return rejected('INVALID_INPUT', { field, message });
+}
+
+export function isRejected(v: unknown): v is Rejected {
+  return typeof v === 'object' && v !== null && (v as Rejected).kind === 'Rejected';
+}
+
+/** GraphQL errors with the contract's `extensions.code`, for fields that do not return a union. */
+export function badUserInput(message: string, field?: string): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', ...(field ? { field } : {}) } });
+}
+export function unauthenticated(message = 'Sign in to do this.'): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: 'UNAUTHENTICATED', http: { status: 200 } } });
+}
+export function forbidden(message = 'This is for admins only.'): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: 'FORBIDDEN' } });
+}
+export function notFound(what: string): GraphQLError {
+  return new GraphQLError(`No ${what} has that id.`, { extensions: { code: 'NOT_FOUND' } });
+}
+
+/** An infrastructure fault the caller may retry: PostgreSQL down, live stock being rebuilt. */
+export class UnavailableError extends Error {
+  constructor(message: string, readonly retryAfterSeconds = 2) {
+    super(message);
+  }
+}

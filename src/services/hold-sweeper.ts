@@ -1,0 +1,48 @@
+import type { Logger } from 'pino';
+import type { OrderStore } from './orders.js';
+import type { SaleEvents } from './sale-events.js';
+import type { StockEngine } from './stock/engine.js';
+
+/**
+ * Runs on every instance. Expires overdue holds of every live sale (the script is idempotent, so
+ * several sweepers are harmless) and resolves CONFIRMING holds whose order commit outlived its
+ * deadline: an order in PostgreSQL confirms the hold, no order releases it.
+ */
+export class HoldSweeper {
+  constructor(
+    private readonly engine: StockEngine,
+    private readonly orders: OrderStore,
+    private readonly events: SaleEvents,
+    private readonly log: Logger,
+  ) {}
+
+  async sweepAll(): Promise<void> {
+    for (const saleId of await this.engine.liveSaleIds()) await this.sweepSale(saleId);
+  }
+
+  async sweepSale(saleId: string): Promise<void> {
+    const { ended, overdueConfirming } = await this.engine.expire(saleId);
+    if (ended.length > 0) {
+      this.log.debug({ saleId, count: ended.length }, 'holds expired');
+      await this.events.holdsEnded(saleId, ended);
+      await this.events.saleChanged(saleId);
+    }
+    if (overdueConfirming.length > 0) await this.resolveConfirming(saleId, overdueConfirming);
+  }
+
+  private async resolveConfirming(saleId: string, reservationIds: string[]): Promise<void> {
+    const orders = await this.orders.byReservationIds(reservationIds);
+    const byReservation = new Map(orders.map((o) => [o.reservation_id, o]));
+    for (const id of reservationIds) {
+      const order = byReservation.get(id);
+      if (order) {
+        await this.engine.confirm(saleId, id, order.id);
+        this.log.info({ saleId, reservationId: id, orderId: order.id }, 'resolved an interrupted confirmation: confirmed');
+      } else {
+        const r = await this.engine.release(saleId, id, '', 'CONFIRM_FAILED', true);
+        await this.events.holdsEnded(saleId, r.ended);
+        this.log.info({ saleId, reservationId: id }, 'resolved an interrupted confirmation: released');
+      }
+    }
+  }
+}

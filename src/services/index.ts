@@ -1,0 +1,59 @@
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Db } from '../db/database.js';
+import type { RedisClient } from '../redis.js';
+import { TokenService } from './auth.js';
+import { CatalogService } from './catalog.js';
+import { DeliveryVault } from './delivery-vault.js';
+import { HoldSweeper } from './hold-sweeper.js';
+import { LedgerDrainer } from './ledger.js';
+import { OrderStore } from './orders.js';
+import { OutcomeMetrics } from './outcome-metrics.js';
+import { PurchaseService } from './purchases.js';
+import { ReservationReader } from './reservations.js';
+import { SaleEvents } from './sale-events.js';
+import { SalesService } from './sales.js';
+import { StockEngine } from './stock/engine.js';
+import { SummaryService } from './summary.js';
+
+export interface ServiceDeps {
+  db: Db;
+  redis: RedisClient;
+  publisher: RedisClient;
+  prefix: string;
+  jwtSecret: string;
+  jwksUrl?: string;
+  registry: Registry;
+  log: Logger;
+  /** Base64 32-byte keys; the first seals new values. */
+  dataKeys: string[];
+}
+
+/** Wires the domain services; the only place that knows how they depend on each other. */
+export function createServices(d: ServiceDeps) {
+  const engine = new StockEngine(d.redis, d.prefix);
+  const events = new SaleEvents(d.publisher, d.prefix, d.log.child({ source: 'events' }));
+  const catalog = new CatalogService(d.db);
+  const sales = new SalesService(d.db, engine, events);
+  const orders = new OrderStore(d.db);
+  const reservations = new ReservationReader(d.db, engine);
+  const metrics = new OutcomeMetrics(d.registry);
+  const delivery = new DeliveryVault(d.dataKeys);
+  const purchases = new PurchaseService(engine, sales, orders, reservations, events, metrics, d.log.child({ source: 'purchases' }), delivery.sealer);
+  return {
+    engine,
+    events,
+    tokens: new TokenService(d.jwtSecret, d.jwksUrl),
+    catalog,
+    delivery,
+    sales,
+    orders,
+    reservations,
+    purchases,
+    summary: new SummaryService(d.db, engine),
+    ledger: new LedgerDrainer(d.db, d.redis, engine, d.log.child({ source: 'ledger' })),
+    sweeper: new HoldSweeper(engine, orders, events, d.log.child({ source: 'sweeper' })),
+  };
+}
+
+export type Services = ReturnType<typeof createServices>;

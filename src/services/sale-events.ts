@@ -1,0 +1,54 @@
+import type { Logger } from 'pino';
+import type { RedisClient } from '../redis.js';
+import type { EndedHold } from './stock/engine.js';
+
+/** What a sale's channel carries between instances; subscribers read state, not deltas. */
+export type SaleEvent =
+  | { type: 'stock'; saleId: string }
+  | { type: 'sale'; saleId: string }
+  | { type: 'reservation'; saleId: string; reservationId: string; customerId: string }
+  | { type: 'order'; saleId: string; orderId: string; customerId: string };
+
+/**
+ * Publishes small events on the sale's Redis pub/sub channel, so every instance hears them.
+ * Events name what changed; receivers read the current state, so a lost or late event never
+ * shows a wrong state, and bursts coalesce.
+ */
+export class SaleEvents {
+  constructor(
+    private readonly publisher: RedisClient,
+    private readonly prefix: string,
+    private readonly log: Logger,
+  ) {}
+
+  channel(saleId: string): string {
+    return `${this.prefix}events:{sale:${saleId}}`;
+  }
+
+  private async publish(event: SaleEvent): Promise<void> {
+    try {
+      await this.publisher.publish(this.channel(event.saleId), JSON.stringify(event));
+    } catch (err) {
+      // Events are hints; the next one (or a snapshot) carries the state. Never fail a sale for one.
+      this.log.warn({ err, saleId: event.saleId, type: event.type }, 'event publish failed');
+    }
+  }
+
+  stockChanged(saleId: string) {
+    return this.publish({ type: 'stock', saleId });
+  }
+  saleChanged(saleId: string) {
+    return this.publish({ type: 'sale', saleId });
+  }
+  reservationChanged(saleId: string, reservationId: string, customerId: string) {
+    return this.publish({ type: 'reservation', saleId, reservationId, customerId });
+  }
+  orderChanged(saleId: string, orderId: string, customerId: string) {
+    return this.publish({ type: 'order', saleId, orderId, customerId });
+  }
+  async holdsEnded(saleId: string, ended: EndedHold[]): Promise<void> {
+    if (ended.length === 0) return;
+    await Promise.all(ended.map((e) => this.reservationChanged(saleId, e.reservationId, e.customerId)));
+    await this.stockChanged(saleId);
+  }
+}

@@ -1,0 +1,260 @@
+import { readFileSync } from 'node:fs';
+import { newChildId } from '../ids.js';
+import type { RedisClient } from '../../redis.js';
+import { SaleKeys } from './keys.js';
+
+const luaDir = new URL('./lua/', import.meta.url);
+const prelude = readFileSync(new URL('prelude.lua', luaDir), 'utf8');
+const script = (name: string) => `${prelude}\n${readFileSync(new URL(`${name}.lua`, luaDir), 'utf8')}`;
+
+const SCRIPTS = {
+  fsReserve: 'reserve',
+  fsBeginConfirm: 'begin-confirm',
+  fsConfirm: 'confirm',
+  fsRelease: 'release',
+  fsExpire: 'expire',
+  fsCancelOrder: 'cancel-order',
+  fsAdjust: 'adjust',
+  fsInitSale: 'init-sale',
+  fsSetSale: 'set-sale',
+  fsSnapshot: 'snapshot',
+} as const;
+
+type ScriptName = keyof typeof SCRIPTS;
+type Raw = any;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    fsReserve(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsBeginConfirm(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsConfirm(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsRelease(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsExpire(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsCancelOrder(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsAdjust(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsInitSale(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsSetSale(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsSnapshot(meta: string): Promise<Raw>;
+  }
+}
+
+/** A hold that a script ended (expired, released, cancelled with its sale). */
+export interface EndedHold {
+  reservationId: string;
+  customerId: string;
+  saleItemId: string;
+  quantity: number;
+  status: 'EXPIRED' | 'RELEASED';
+  reason: string;
+}
+
+export type EngineReject = { ok: false; code: string; available: number | null; retryAfterMs: number; ended: EndedHold[] };
+
+export type ReserveOutcome =
+  | { ok: true; reservationId: string; createdAt: number; expiresAt: number; available: number; saleAvailable: number; version: number; ended: EndedHold[] }
+  | { ok: 'replay'; reservationId: string; ended: EndedHold[] }
+  | EngineReject;
+
+export interface ItemLevel {
+  available: number;
+  reserved: number;
+  sold: number;
+  initial: number;
+  adjusted: number;
+}
+
+export interface SaleSnapshot {
+  now: number;
+  startsAt: number;
+  endsAt: number;
+  state: 'OPEN' | 'PAUSED' | 'CANCELLED';
+  perUserLimit: number;
+  holdSeconds: number;
+  available: number;
+  version: number;
+  soldOutAt: number | null;
+  items: Map<string, ItemLevel>;
+}
+
+export interface LiveReservation {
+  id: string;
+  saleId: string;
+  saleItemId: string;
+  customerId: string;
+  quantity: number;
+  /** CONFIRMING is internal: the order is being committed; clients see HELD. */
+  status: 'HELD' | 'CONFIRMING' | 'CONFIRMED' | 'RELEASED' | 'EXPIRED';
+  createdAt: number;
+  expiresAt: number;
+  endReason: string | null;
+  orderId: string | null;
+  idempotencyKey: string | null;
+  fromWaitlist: boolean;
+  cancelled: boolean;
+}
+
+function parseEnded(list: Raw): EndedHold[] {
+  if (!Array.isArray(list)) return [];
+  return list.map((s: string) => {
+    const [reservationId, saleItemId, quantity, status, reason, ...customer] = s.split('|');
+    const customerId = customer.join('|');
+    return { reservationId, customerId, saleItemId, quantity: Number(quantity), status: status as EndedHold['status'], reason };
+  });
+}
+
+function flatToMap(flat: string[]): Map<string, string> {
+  const m = new Map<string, string>();
+  for (let i = 0; i < flat.length; i += 2) m.set(flat[i], flat[i + 1]);
+  return m;
+}
+
+/**
+ * Typed wrapper around the stock scripts: the only code that knows their argument order and
+ * reply shapes. Every decision that could oversell happens inside one script.
+ */
+export class StockEngine {
+  readonly keys: SaleKeys;
+
+  constructor(
+    private readonly redis: RedisClient,
+    prefix: string,
+    /** How long a CONFIRMING hold may wait for its PostgreSQL commit before it is resolved. */
+    readonly confirmWindowMs = 10_000,
+  ) {
+    this.keys = new SaleKeys(prefix);
+    for (const [command, file] of Object.entries(SCRIPTS)) {
+      if (!(command in redis)) redis.defineCommand(command, { numberOfKeys: 1, lua: script(file) });
+    }
+  }
+
+  async initSale(saleId: string, def: { startsAt: number; endsAt: number; perUserLimit: number; holdSeconds: number; state: string; waitingRoom: boolean; items: { id: string; stock: number }[] }): Promise<boolean> {
+    const args: (string | number)[] = [def.startsAt, def.endsAt, def.perUserLimit, def.holdSeconds, def.state, def.waitingRoom ? 1 : 0];
+    for (const it of def.items) args.push(it.id, it.stock);
+    const created = await this.redis.fsInitSale(this.keys.meta(saleId), ...args);
+    await this.redis.sadd(this.keys.liveSales(), saleId);
+    return created === 1;
+  }
+
+  async reserve(saleId: string, input: { saleItemId: string; customerId: string; quantity: number; idempotencyKey: string; mutation: 'reserve' | 'purchase' }): Promise<ReserveOutcome> {
+    const r = await this.redis.fsReserve(this.keys.meta(saleId), input.saleItemId, input.customerId, input.quantity, input.idempotencyKey, input.mutation, newChildId(saleId), this.confirmWindowMs);
+    if (r[0] === 'OK') {
+      return { ok: true, reservationId: r[1], createdAt: Number(r[2]), expiresAt: Number(r[3]), available: Number(r[4]), saleAvailable: Number(r[5]), version: Number(r[6]), ended: parseEnded(r[7]) };
+    }
+    if (r[0] === 'REPLAY') return { ok: 'replay', reservationId: r[1], ended: parseEnded(r[2]) };
+    return { ok: false, code: r[1], available: Number(r[2]) >= 0 ? Number(r[2]) : null, retryAfterMs: Number(r[3]), ended: parseEnded(r[4]) };
+  }
+
+  async beginConfirm(saleId: string, reservationId: string, customerId: string) {
+    const r = await this.redis.fsBeginConfirm(this.keys.meta(saleId), reservationId, customerId, this.confirmWindowMs);
+    const ended = parseEnded(r[2]);
+    if (r[0] === 'OK') return { ok: true as const, deadline: Number(r[1]), ended };
+    if (r[0] === 'CONFIRMED') return { ok: 'confirmed' as const, orderId: r[1] as string, ended };
+    return { ok: false as const, code: r[1] as string, ended };
+  }
+
+  async confirm(saleId: string, reservationId: string, orderId: string) {
+    const r = await this.redis.fsConfirm(this.keys.meta(saleId), reservationId, orderId);
+    if (r[0] === 'OK') return { ok: true as const, version: Number(r[1]) };
+    if (r[0] === 'ALREADY') return { ok: 'already' as const, orderId: r[1] as string };
+    return { ok: false as const, status: r[1] as string };
+  }
+
+  /** customerId '' releases anyone's hold (admins, compensation, the resolver). */
+  async release(saleId: string, reservationId: string, customerId: string, reason: string, onlyConfirming = false) {
+    const r = await this.redis.fsRelease(this.keys.meta(saleId), reservationId, customerId, reason, onlyConfirming ? '1' : '0');
+    if (r[0] === 'OK') return { ok: true as const, ended: parseEnded(r[1]) };
+    return { ok: false as const, code: r[1] as string, ended: parseEnded(r[2]) };
+  }
+
+  async expire(saleId: string, limit = 1000, graceMs = 5000): Promise<{ ended: EndedHold[]; overdueConfirming: string[] }> {
+    const r = await this.redis.fsExpire(this.keys.meta(saleId), limit, graceMs);
+    return { ended: parseEnded(r[0]), overdueConfirming: r[1] ?? [] };
+  }
+
+  async cancelOrder(saleId: string, reservationId: string, orderId: string) {
+    const r = await this.redis.fsCancelOrder(this.keys.meta(saleId), reservationId, orderId);
+    if (r[0] === 'OK') return { ok: true as const, version: Number(r[1]), ended: parseEnded(r[2]) };
+    return { ok: false as const, code: r[1] as string, ended: parseEnded(r[2]) };
+  }
+
+  async adjust(saleId: string, saleItemId: string, delta: number, reason: string, adminId: string) {
+    const r = await this.redis.fsAdjust(this.keys.meta(saleId), saleItemId, delta, reason, adminId);
+    if (r[0] === 'OK') return { ok: true as const, available: Number(r[1]), ended: parseEnded(r[2]) };
+    return { ok: false as const, code: r[1] as string, available: Number(r[2]), ended: parseEnded(r[3]) };
+  }
+
+  async setSale(saleId: string, fields: Record<string, string | number>) {
+    const args = Object.entries(fields).flat();
+    const r = await this.redis.fsSetSale(this.keys.meta(saleId), ...args);
+    if (r[0] === 'OK') return { ok: true as const, ended: parseEnded(r[1]) };
+    return { ok: false as const, code: r[1] as string, ended: [] as EndedHold[] };
+  }
+
+  /** The sale's meta and all item figures from one script call, or null when the sale is not live in Redis. */
+  async snapshot(saleId: string): Promise<SaleSnapshot | null> {
+    const [now, metaFlat, stockFlat] = await this.redis.fsSnapshot(this.keys.meta(saleId));
+    if (!metaFlat || metaFlat.length === 0) return null;
+    const meta = flatToMap(metaFlat);
+    const stock = flatToMap(stockFlat);
+    const items = new Map<string, ItemLevel>();
+    for (const [field, value] of stock) {
+      const sep = field.lastIndexOf(':');
+      const id = field.slice(0, sep);
+      const kind = field.slice(sep + 1);
+      let level = items.get(id);
+      if (!level) items.set(id, (level = { available: 0, reserved: 0, sold: 0, initial: 0, adjusted: 0 }));
+      const n = Number(value);
+      if (kind === 'a') level.available = n;
+      else if (kind === 'r') level.reserved = n;
+      else if (kind === 's') level.sold = n;
+      else if (kind === 'init') level.initial = n;
+      else if (kind === 'adj') level.adjusted = n;
+    }
+    return {
+      now: Number(now),
+      startsAt: Number(meta.get('start')),
+      endsAt: Number(meta.get('end')),
+      state: meta.get('state') as SaleSnapshot['state'],
+      perUserLimit: Number(meta.get('limit')),
+      holdSeconds: Number(meta.get('hold')),
+      available: Number(meta.get('avail')),
+      version: Number(meta.get('ver')),
+      soldOutAt: meta.has('soldOutAt') ? Number(meta.get('soldOutAt')) : null,
+      items,
+    };
+  }
+
+  async reservation(saleId: string, reservationId: string): Promise<LiveReservation | null> {
+    const h = await this.redis.hgetall(this.keys.reservation(saleId, reservationId));
+    if (!h.item) return null;
+    return {
+      id: reservationId,
+      saleId,
+      saleItemId: h.item,
+      customerId: h.cust,
+      quantity: Number(h.qty),
+      status: h.status as LiveReservation['status'],
+      createdAt: Number(h.created),
+      expiresAt: Number(h.expires),
+      endReason: h.reason || null,
+      orderId: h.order || null,
+      idempotencyKey: h.idem || null,
+      fromWaitlist: h.wl === '1',
+      cancelled: h.cancelled === '1',
+    };
+  }
+
+  /** The customer's reservation ids in a sale, newest first. */
+  async customerReservationIds(saleId: string, customerId: string): Promise<string[]> {
+    return this.redis.zrevrange(`${this.keys.base(saleId)}cres:${customerId}`, 0, 99);
+  }
+
+  async counters(saleId: string): Promise<Map<string, number>> {
+    const h = await this.redis.hgetall(this.keys.counters(saleId));
+    return new Map(Object.entries(h).map(([k, v]) => [k, Number(v)]));
+  }
+
+  async liveSaleIds(): Promise<string[]> {
+    return this.redis.smembers(this.keys.liveSales());
+  }
+}

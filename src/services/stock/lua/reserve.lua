@@ -1,0 +1,67 @@
+-- reserve: take `qty` units of an item for a customer, as a hold (reserve) or straight into
+-- confirmation (purchase, whose order is being committed to PostgreSQL).
+-- KEYS[1] meta.  ARGV: item, customer, qty, idemKey, mutation ('reserve'|'purchase'), newId,
+--   confirmWindowMs.
+-- Returns one of
+--   {'OK', id, createdAt, expiresAt, availableAfter, saleAvailable, ver, ended}
+--   {'REPLAY', id, ended}            the same customer and key already succeeded
+--   {'REJ', code, available, retryAfterMs, ended}
+-- Invariants: a rejection changes no stock; a customer's HELD+CONFIRMING+CONFIRMED units of an
+-- item never exceed perUserLimit; one success per (customer, key).
+local item, cust, qty, key, mutation, newId = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local confirmWindow = tonumber(ARGV[7])
+
+if not meta_exists() then return {'REJ', 'NO_SALE', 0, 0, {}} end
+local ended = expire_overdue(50)
+
+local idemField = idem_field(cust, key)
+local seen = redis.call('HGET', K_IDEM, idemField)
+if seen then
+  local m, i, q, id = string.match(seen, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  if m == mutation and i == item and tonumber(q) == qty then return {'REPLAY', id, ended} end
+  return {'REJ', 'IDEMPOTENCY_KEY_REUSED', -1, 0, ended}
+end
+
+redis.call('HINCRBY', K_COUNT, 'attempts', 1)
+local function reject(code, available, retryMs)
+  redis.call('HINCRBY', K_COUNT, 'rej:' .. code, 1)
+  return {'REJ', code, available, retryMs or 0, ended}
+end
+
+local a = redis.call('HGET', K_STOCK, item .. ':a')
+if not a then return reject('NOT_FOUND', -1) end
+a = tonumber(a)
+local m = redis.call('HMGET', K_META, 'start', 'end', 'state', 'limit', 'hold')
+local startsAt, endsAt, state, limit, hold = tonumber(m[1]), tonumber(m[2]), m[3], tonumber(m[4]), tonumber(m[5])
+if state == 'CANCELLED' then return reject('SALE_CANCELLED', a) end
+if NOW >= endsAt then return reject('SALE_ENDED', a) end
+if NOW < startsAt then return reject('SALE_NOT_STARTED', a, startsAt - NOW) end
+if state == 'PAUSED' then return reject('SALE_PAUSED', a) end
+if qty > limit then return reject('INVALID_QUANTITY', a) end
+local used = tonumber(redis.call('HGET', K_USAGE, item .. '|' .. cust) or '0')
+if used + qty > limit then return reject('LIMIT_EXCEEDED', a) end
+if a < qty then
+  local nextExpiry = redis.call('ZRANGE', K_HOLDS, 0, 0, 'WITHSCORES')
+  local retry = 0
+  if nextExpiry[2] then retry = tonumber(nextExpiry[2]) - NOW end
+  return reject('SOLD_OUT', a, retry)
+end
+
+redis.call('HINCRBY', K_STOCK, item .. ':r', qty)
+add_usage(item, cust, qty)
+local after, total = add_available(item, -qty)
+local expiresAt = NOW + hold * 1000
+local status = 'HELD'
+if mutation == 'purchase' then
+  status = 'CONFIRMING'
+  redis.call('ZADD', K_CONF, NOW + confirmWindow, newId)
+else
+  redis.call('ZADD', K_HOLDS, expiresAt, newId)
+end
+redis.call('HSET', base .. 'res:' .. newId, 'item', item, 'cust', cust, 'qty', qty, 'status', status,
+  'created', NOW, 'expires', expiresAt, 'idem', key, 'mut', mutation, 'wl', 0)
+redis.call('ZADD', base .. 'cres:' .. cust, NOW, newId)
+redis.call('HSET', K_IDEM, idemField, mutation .. '|' .. item .. '|' .. qty .. '|' .. newId)
+outbox(item, 'RESERVED', -qty, after, cust, newId, mutation)
+local ver = redis.call('HGET', K_META, 'ver')
+return {'OK', newId, NOW, expiresAt, after, total, ver, ended}
