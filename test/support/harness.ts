@@ -1,0 +1,138 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { Redis } from 'ioredis';
+import { Agent, request } from 'undici';
+import { parseConfig, type Config } from '../../src/config.js';
+import { startApp, type App } from '../../src/app.js';
+import { createLogger } from '../../src/logger.js';
+import { TokenService } from '../../src/services/auth.js';
+
+export const PG_ADMIN_URL = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+
+/** A database name and Redis key prefix of the test file's own, so files run in parallel. */
+export function isolation(label: string) {
+  const tag = `${label.replace(/[^a-z0-9]/gi, '').toLowerCase().slice(0, 20)}_${randomBytes(4).toString('hex')}`;
+  const url = new URL(PG_ADMIN_URL);
+  url.pathname = `/fs_test_${tag}`;
+  return { databaseUrl: url.toString(), redisPrefix: `fstest:${tag}:` };
+}
+
+export function testConfig(iso: { databaseUrl: string; redisPrefix: string }, extra: Record<string, string> = {}): Config {
+  return parseConfig({
+    NODE_ENV: 'test',
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATABASE_URL: iso.databaseUrl,
+    REDIS_URL,
+    REDIS_PREFIX: iso.redisPrefix,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    SEED_SAMPLE_SALE: 'false',
+    SWEEP_INTERVAL_MS: '100',
+    DRAIN_INTERVAL_MS: '100',
+    ...extra,
+  });
+}
+
+export async function dropDatabase(databaseUrl: string): Promise<void> {
+  const name = new URL(databaseUrl).pathname.slice(1);
+  const client = new pg.Client({ connectionString: PG_ADMIN_URL });
+  await client.connect();
+  try {
+    await client.query(`drop database if exists "${name}" with (force)`);
+  } finally {
+    await client.end();
+  }
+}
+
+export async function deleteRedisPrefix(prefix: string): Promise<void> {
+  const redis = new Redis(REDIS_URL);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}
+
+export interface GqlResult<T = any> {
+  status: number;
+  data: T;
+  errors?: { message: string; extensions?: Record<string, any>; path?: string[] }[];
+  body: string;
+}
+
+/** A GraphQL-over-HTTP client on a pool of many connections (like many customers' phones). */
+export class GqlClient {
+  readonly agent: Agent;
+  constructor(readonly url: string, connections = 256) {
+    this.agent = new Agent({ connections, pipelining: 1, keepAliveTimeout: 30_000 });
+  }
+
+  async raw(body: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+    const res = await request(`${this.url}/graphql`, {
+      method: 'POST', dispatcher: this.agent, body,
+      headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', ...headers },
+    });
+    return { status: res.statusCode, body: await res.body.text() };
+  }
+
+  async gql<T = any>(query: string, variables: Record<string, unknown> = {}, token?: string): Promise<GqlResult<T>> {
+    const res = await this.raw(JSON.stringify({ query, variables }), token ? { authorization: `Bearer ${token}` } : {});
+    const parsed = JSON.parse(res.body);
+    return { status: res.status, data: parsed.data, errors: parsed.errors, body: res.body };
+  }
+
+  close() {
+    return this.agent.close();
+  }
+}
+
+export interface TestServer {
+  app: App;
+  client: GqlClient;
+  tokens: TokenService;
+  admin: string;
+  token(subject: string, role?: 'customer' | 'admin'): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** Starts a real server on a free port with its own database and Redis prefix. */
+export async function startTestServer(label: string, extraEnv: Record<string, string> = {}): Promise<TestServer> {
+  const iso = isolation(label);
+  const config = testConfig(iso, extraEnv);
+  const app = await startApp(config, { log: createLogger(config.LOG_LEVEL) });
+  const client = new GqlClient(app.url);
+  const tokens = new TokenService(config.JWT_SECRET);
+  const admin = (await tokens.sign('admin-1', 'admin')).token;
+  return {
+    app, client, tokens, admin,
+    token: async (subject, role = 'customer') => (await tokens.sign(subject, role)).token,
+    close: async () => {
+      await client.close();
+      await app.stop();
+      await dropDatabase(iso.databaseUrl);
+      await deleteRedisPrefix(iso.redisPrefix);
+    },
+  };
+}
+
+/** Waits until `check` returns a truthy value or the time is up. */
+export async function eventually<T>(check: () => Promise<T | null | undefined | false>, timeoutMs = 5000, everyMs = 50): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
