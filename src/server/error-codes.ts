@@ -15,20 +15,32 @@ export function maskError(error: unknown, message: string, isDev?: boolean): Err
     });
   }
   if (error instanceof GraphQLError && !error.originalError) {
-    if (error.extensions?.code) return error;
-    return new GraphQLError(error.message, { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path, extensions: { ...error.extensions, code: 'BAD_USER_INPUT' } });
+    return withCode(error, 'BAD_USER_INPUT');
   }
   if (error instanceof GraphQLError && error.originalError instanceof GraphQLError) return error.originalError;
   return yogaMaskError(error, message, isDev);
 }
 
-/** Validation errors skip maskError in Yoga; this gives them a code too. */
+function withCode(e: GraphQLError, code: string): GraphQLError {
+  return e.extensions?.code ? e : new GraphQLError(e.message, { nodes: e.nodes, source: e.source, positions: e.positions, path: e.path, extensions: { ...e.extensions, code } });
+}
+
+/** Validation and variable-coercion errors skip maskError in Yoga; this gives them a code too. */
 export function errorCodes(): Plugin {
   return {
+    onExecute() {
+      return {
+        onExecuteDone({ result, setResult }) {
+          // Errors without data come from coercing variables, before any resolver ran.
+          if (!('errors' in result) || !result.errors?.length || (result as { data?: unknown }).data !== undefined) return;
+          setResult({ ...result, errors: result.errors.map((e) => withCode(e, 'BAD_USER_INPUT')) });
+        },
+      };
+    },
     onValidate() {
       return ({ result, setResult }) => {
         if (result.length === 0) return;
-        setResult(result.map((e) => (e.extensions?.code ? e : new GraphQLError(e.message, { nodes: e.nodes, source: e.source, positions: e.positions, extensions: { ...e.extensions, code: 'GRAPHQL_VALIDATION_FAILED' } }))));
+        setResult(result.map((e) => withCode(e, 'GRAPHQL_VALIDATION_FAILED')));
       };
     },
   };
