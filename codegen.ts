@@ -1,0 +1,18 @@
+import type { CodegenConfig } from '@graphql-codegen/cli';
+
+// `npm run codegen`: typed documents for the operations the tests and load scripts send.
+// The schema is the one the server prints (`npm run schema:print` writes schema.graphql).
+const config: CodegenConfig = {
+  schema: 'schema.graphql',
+  documents: ['test/support/operations.ts', 'load/**/*.ts', '!load/**/*.d.ts'],
+  ignoreNoDocuments: true,
+  generates: {
+    'src/generated/graphql/': {
+      preset: 'client',
+      config: { emitLegacyCommonJSImports: false, useTypeImports: true, enumsAsTypes: true, scalars: { DateTime: 'string', BigInt: 'string' } },
+      presetConfig: { fragmentMasking: false },
+    },
+  },
+};
+
+export default config;
