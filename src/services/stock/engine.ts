@@ -135,8 +135,9 @@ export class StockEngine {
     return created === 1;
   }
 
-  async reserve(saleId: string, input: { saleItemId: string; customerId: string; quantity: number; idempotencyKey: string; mutation: 'reserve' | 'purchase' }): Promise<ReserveOutcome> {
-    const r = await this.redis.fsReserve(this.keys.meta(saleId), input.saleItemId, input.customerId, input.quantity, input.idempotencyKey, input.mutation, newChildId(saleId), this.confirmWindowMs);
+  /** `admitted`: the caller verified an admission token of this customer for this sale. */
+  async reserve(saleId: string, input: { saleItemId: string; customerId: string; quantity: number; idempotencyKey: string; mutation: 'reserve' | 'purchase'; admitted?: boolean }): Promise<ReserveOutcome> {
+    const r = await this.redis.fsReserve(this.keys.meta(saleId), input.saleItemId, input.customerId, input.quantity, input.idempotencyKey, input.mutation, newChildId(saleId), this.confirmWindowMs, input.admitted ? '1' : '0');
     if (r[0] === 'OK') {
       return { ok: true, reservationId: r[1], createdAt: Number(r[2]), expiresAt: Number(r[3]), available: Number(r[4]), saleAvailable: Number(r[5]), version: Number(r[6]), ended: parseEnded(r[7]) };
     }

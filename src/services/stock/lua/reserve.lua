@@ -1,7 +1,8 @@
 -- reserve: take `qty` units of an item for a customer, as a hold (reserve) or straight into
 -- confirmation (purchase, whose order is being committed to PostgreSQL).
 -- KEYS[1] meta.  ARGV: item, customer, qty, idemKey, mutation ('reserve'|'purchase'), newId,
---   confirmWindowMs.
+--   confirmWindowMs, admitted ('1' when the caller verified an admission token for this customer
+--   and sale; only waiting-room sales ask).
 -- Returns one of
 --   {'OK', id, createdAt, expiresAt, availableAfter, saleAvailable, ver, ended}
 --   {'REPLAY', id, ended}            the same customer and key already succeeded
@@ -31,12 +32,13 @@ end
 local a = redis.call('HGET', K_STOCK, item .. ':a')
 if not a then return reject('NOT_FOUND', -1) end
 a = tonumber(a)
-local m = redis.call('HMGET', K_META, 'start', 'end', 'state', 'limit', 'hold')
+local m = redis.call('HMGET', K_META, 'start', 'end', 'state', 'limit', 'hold', 'wr')
 local startsAt, endsAt, state, limit, hold = tonumber(m[1]), tonumber(m[2]), m[3], tonumber(m[4]), tonumber(m[5])
 if state == 'CANCELLED' then return reject('SALE_CANCELLED', a) end
 if NOW >= endsAt then return reject('SALE_ENDED', a) end
 if NOW < startsAt then return reject('SALE_NOT_STARTED', a, startsAt - NOW) end
 if state == 'PAUSED' then return reject('SALE_PAUSED', a) end
+if m[6] == '1' and ARGV[8] ~= '1' then return reject('NOT_ADMITTED', a) end
 if qty > limit then return reject('INVALID_QUANTITY', a) end
 local used = tonumber(redis.call('HGET', K_USAGE, item .. '|' .. cust) or '0')
 if used + qty > limit then return reject('LIMIT_EXCEEDED', a) end
