@@ -18,6 +18,9 @@ const SCRIPTS = {
   fsInitSale: 'init-sale',
   fsSetSale: 'set-sale',
   fsSnapshot: 'snapshot',
+  fsWaitlistJoin: 'waitlist-join',
+  fsWaitlistLeave: 'waitlist-leave',
+  fsWaitlistRead: 'waitlist-read',
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
@@ -35,17 +38,31 @@ declare module 'ioredis' {
     fsInitSale(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsSetSale(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsSnapshot(meta: string): Promise<Raw>;
+    fsWaitlistJoin(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsWaitlistLeave(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsWaitlistRead(meta: string, ...args: (string | number)[]): Promise<Raw>;
   }
 }
 
-/** A hold that a script ended (expired, released, cancelled with its sale). */
+/** A hold that a script ended (expired, released, cancelled with its sale) or created as a waitlist offer. */
 export interface EndedHold {
   reservationId: string;
   customerId: string;
   saleItemId: string;
   quantity: number;
-  status: 'EXPIRED' | 'RELEASED';
+  status: 'EXPIRED' | 'RELEASED' | 'OFFERED';
   reason: string;
+}
+
+export interface WaitlistRecord {
+  saleItemId: string;
+  sequence: number;
+  quantity: number;
+  status: 'WAITING' | 'OFFERED' | 'FULFILLED' | 'LAPSED' | 'LEFT';
+  joinedAt: number;
+  offerId: string | null;
+  /** 1-based among WAITING entries; 0 when not WAITING. */
+  position: number;
 }
 
 export type EngineReject = { ok: false; code: string; available: number | null; retryAfterMs: number; ended: EndedHold[] };
@@ -248,6 +265,37 @@ export class StockEngine {
   /** The customer's reservation ids in a sale, newest first. */
   async customerReservationIds(saleId: string, customerId: string): Promise<string[]> {
     return this.redis.zrevrange(`${this.keys.base(saleId)}cres:${customerId}`, 0, 99);
+  }
+
+  async joinWaitlist(saleId: string, saleItemId: string, customerId: string, quantity: number) {
+    const r = await this.redis.fsWaitlistJoin(this.keys.meta(saleId), saleItemId, customerId, quantity);
+    if (r[0] === 'OK') return { ok: true as const, changed: parseEnded(r[1]) };
+    return { ok: false as const, code: r[1] as string, available: Number(r[2]), changed: parseEnded(r[3]) };
+  }
+
+  async leaveWaitlist(saleId: string, saleItemId: string, customerId: string) {
+    const r = await this.redis.fsWaitlistLeave(this.keys.meta(saleId), saleItemId, customerId);
+    if (r[0] === 'OK') return { ok: true as const, changed: parseEnded(r[1]) };
+    return { ok: false as const, code: r[1] as string, changed: parseEnded(r[2]) };
+  }
+
+  /** The customer's entries (any status) on these items, and each item's waitlist size. */
+  async readWaitlist(saleId: string, customerId: string, saleItemIds: readonly string[]): Promise<{ entries: WaitlistRecord[]; sizes: Map<string, number> }> {
+    const entries: WaitlistRecord[] = [];
+    const sizes = new Map<string, number>();
+    if (saleItemIds.length === 0) return { entries, sizes };
+    const flat = await this.redis.fsWaitlistRead(this.keys.meta(saleId), customerId, ...saleItemIds);
+    for (let i = 0; i < flat.length; i += 4) {
+      const [item, raw, rank, size] = [flat[i] as string, flat[i + 1] as string, Number(flat[i + 2]), Number(flat[i + 3])];
+      sizes.set(item, size);
+      if (!raw) continue;
+      const [seq, qty, status, joined, offer] = raw.split('|');
+      entries.push({
+        saleItemId: item, sequence: Number(seq), quantity: Number(qty), status: status as WaitlistRecord['status'],
+        joinedAt: Number(joined), offerId: offer || null, position: status === 'WAITING' && rank >= 0 ? rank + 1 : 0,
+      });
+    }
+    return { entries, sizes };
   }
 
   async counters(saleId: string): Promise<Map<string, number>> {

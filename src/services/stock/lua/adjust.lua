@@ -11,4 +11,5 @@ if tonumber(a) + delta < 0 then return {'REJ', 'INSUFFICIENT_AVAILABLE', tonumbe
 redis.call('HINCRBY', K_STOCK, item .. ':adj', delta)
 local after = add_available(item, delta)
 outbox(item, 'ADJUSTED', delta, after, admin, '', reason)
-return {'OK', after, ended}
+if delta > 0 then serve_waitlist(item) end
+return {'OK', tonumber(redis.call('HGET', K_STOCK, item .. ':a')), ended}

@@ -14,4 +14,5 @@ redis.call('HINCRBY', K_STOCK, item .. ':s', -qty)
 add_usage(item, cust, -qty)
 local after = add_available(item, qty)
 outbox(item, 'CANCELLED', qty, after, cust, id, orderId)
+serve_waitlist(item)
 return {'OK', redis.call('HGET', K_META, 'ver'), ended}

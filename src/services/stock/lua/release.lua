@@ -9,7 +9,5 @@ local r = redis.call('HMGET', rk, 'cust', 'status')
 if not r[1] or (cust ~= '' and r[1] ~= cust) then return {'REJ', 'RESERVATION_NOT_FOUND', ended} end
 if r[2] == 'EXPIRED' then return {'REJ', 'RESERVATION_EXPIRED', ended} end
 if onlyConfirming and r[2] ~= 'CONFIRMING' then return {'REJ', 'RESERVATION_NOT_HELD', ended} end
-local e = end_hold(id, 'RELEASED', reason)
-if not e then return {'REJ', 'RESERVATION_NOT_HELD', ended} end
-ended[#ended + 1] = e
+if not end_hold(id, 'RELEASED', reason) then return {'REJ', 'RESERVATION_NOT_HELD', ended} end
 return {'OK', ended}

@@ -42,6 +42,8 @@ if m[6] == '1' and ARGV[8] ~= '1' then return reject('NOT_ADMITTED', a) end
 if qty > limit then return reject('INVALID_QUANTITY', a) end
 local used = tonumber(redis.call('HGET', K_USAGE, item .. '|' .. cust) or '0')
 if used + qty > limit then return reject('LIMIT_EXCEEDED', a) end
+-- While anyone waits, freed units belong to the waitlist: the public sees none.
+if redis.call('ZCARD', base .. 'wlq:' .. item) > 0 then return reject('SOLD_OUT', 0) end
 if a < qty then
   local nextExpiry = redis.call('ZRANGE', K_HOLDS, 0, 0, 'WITHSCORES')
   local retry = 0
