@@ -11,6 +11,7 @@ import type { Context } from './schema/context.js';
 import { schema } from './schema/index.js';
 import { createLoaders } from './schema/loaders.js';
 import { errorCodes, maskError } from './server/error-codes.js';
+import { RateCounter, rateLimit, rateLimitsFromConfig } from './server/rate-limit.js';
 import { Repeater } from './server/repeater.js';
 import { createServices, type Services } from './services/index.js';
 import { seedSampleSale } from './services/seed.js';
@@ -40,6 +41,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   collectDefaultMetrics({ register: registry });
   const services = createServices({
     db, redis, publisher, prefix: config.REDIS_PREFIX, jwtSecret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL,
+    jwksIssuer: config.JWT_JWKS_ISSUER, jwksAudience: config.JWT_JWKS_AUDIENCE,
     registry, log, dataKeys: [config.DATA_KEY],
   });
 
@@ -55,7 +57,15 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     landingPage: false,
     logging: log.child({ source: 'yoga' }),
     maskedErrors: { maskError },
-    plugins: [errorCodes()],
+    plugins: [
+      errorCodes(),
+      rateLimit({
+        counter: new RateCounter(redis, config.REDIS_PREFIX),
+        limits: rateLimitsFromConfig(config),
+        trustProxyHops: config.TRUST_PROXY_HOPS,
+        log: log.child({ source: 'rate-limit' }),
+      }),
+    ],
     context: async ({ request }) => {
       const auth = await services.tokens.authenticate(request.headers.get('authorization'));
       return { viewer: auth.viewer, authError: auth.error, services, loaders: createLoaders(services) };

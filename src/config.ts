@@ -4,6 +4,17 @@ const DEV_JWT_SECRET = 'dev-secret-change-me';
 // 32 bytes of zeros is obviously not a secret; production refuses it.
 const DEV_DATA_KEY = Buffer.alloc(32, 7).toString('base64');
 
+/** "<max>/<window>", e.g. "20/1s" or "10/60s": at most max calls per fixed window. */
+const rateRule = z
+  .string()
+  .regex(/^\d+\/\d+(ms|s|m|h)$/, 'must look like "20/1s" (calls per window; ms, s, m or h)')
+  .transform((v) => {
+    const [, max, amount, unit] = /^(\d+)\/(\d+)(ms|s|m|h)$/.exec(v)!;
+    const unitMs = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as 'ms' | 's' | 'm' | 'h'];
+    return { max: Number(max), windowMs: Number(amount) * unitMs };
+  })
+  .refine((r) => r.max >= 1 && r.windowMs >= 1, 'max and window must be at least 1');
+
 const boolish = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -20,6 +31,9 @@ const schema = z
     REDIS_PREFIX: z.string().max(64).default('fs:'),
     JWT_SECRET: z.string().min(8).default(DEV_JWT_SECRET),
     JWT_JWKS_URL: z.string().url().optional(),
+    /** When set, identity-provider tokens must carry this `iss` / `aud`. */
+    JWT_JWKS_ISSUER: z.string().min(1).optional(),
+    JWT_JWKS_AUDIENCE: z.string().min(1).optional(),
     DATA_KEY: z.string().default(DEV_DATA_KEY),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     SEED_SAMPLE_SALE: boolish.optional(),
@@ -28,6 +42,21 @@ const schema = z
     SWEEP_INTERVAL_MS: z.coerce.number().int().min(50).max(1000).default(250),
     /** How often each instance copies the Redis ledger outbox into PostgreSQL. */
     DRAIN_INTERVAL_MS: z.coerce.number().int().min(50).max(2000).default(200),
+    /** Rate limits (fixed windows counted in Redis, shared by every instance); admins are never limited. */
+    RATE_LIMIT_ENABLED: boolish.default(true),
+    /** login/register per email: the brute-force guard ("20 rapid wrong logins get RATE_LIMITED"). */
+    RATE_LIMIT_AUTH_PER_EMAIL: rateRule.default({ max: 10, windowMs: 60_000 }),
+    /** login/register per client IP: credential stuffing across many emails; scrypt caps throughput near this anyway. */
+    RATE_LIMIT_AUTH_PER_IP: rateRule.default({ max: 300, windowMs: 10_000 }),
+    /**
+     * Buying and fairness mutations per customer: 20/s on average, far above what a person taps, but
+     * over 10 s so the opening-second burst of a flash sale (many tabs, retries) is not cut off.
+     */
+    RATE_LIMIT_BUYING_PER_CUSTOMER: rateRule.default({ max: 200, windowMs: 10_000 }),
+    /** Buying and fairness mutations per client IP: high, since a load test or a carrier NAT is one IP. */
+    RATE_LIMIT_BUYING_PER_IP: rateRule.default({ max: 10_000, windowMs: 1000 }),
+    /** Proxies in front of us that append to X-Forwarded-For; 0 trusts only the socket's address. */
+    TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
     SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).max(60000).default(8000),
   })
   .superRefine((env, ctx) => {

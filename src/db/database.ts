@@ -2,6 +2,7 @@ import { Kysely, Migrator, PostgresDialect, type Migration, type MigrationProvid
 import pg from 'pg';
 import type { Database } from './types.js';
 import * as m0001 from './migrations/0001_initial.js';
+import * as m0002 from './migrations/0002_users.js';
 
 // int8 (bigint) columns come back as strings by default; totals fit in a JS number until 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -11,6 +12,7 @@ export type Db = Kysely<Database>;
 /** Migrations are imported statically so they work the same under tsx, vitest and a bundle. */
 const migrations: Record<string, Migration> = {
   '0001_initial': m0001,
+  '0002_users': m0002,
 };
 
 class StaticMigrationProvider implements MigrationProvider {

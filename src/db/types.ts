@@ -85,6 +85,16 @@ export interface StockEventTable {
   at: Date;
 }
 
+export interface UserTable {
+  id: string;
+  /** Normalised: trimmed and lower-case. */
+  email: string;
+  /** `$scrypt$ln=..,r=..,p=..$<salt>$<hash>`; never leaves the accounts service. */
+  password_hash: string;
+  created_at: CreatedAt;
+  password_changed_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
 export interface Database {
   products: ProductTable;
   sales: SaleTable;
@@ -92,6 +102,7 @@ export interface Database {
   reservations: ReservationTable;
   orders: OrderTable;
   stock_events: StockEventTable;
+  users: UserTable;
 }
 
 export type ProductRow = Selectable<ProductTable>;
@@ -101,3 +112,4 @@ export type ReservationRow = Selectable<ReservationTable>;
 export type OrderRow = Selectable<OrderTable>;
 export type NewOrder = Insertable<OrderTable>;
 export type StockEventRow = Selectable<StockEventTable>;
+export type UserRow = Selectable<UserTable>;

@@ -6,5 +6,6 @@ import './sale.js';
 import './buying.js';
 import './ledger.js';
 import './viewer.js';
+import './accounts.js';
 
 export const schema = builder.toSchema({ sortSchema: false });

@@ -19,13 +19,18 @@ export class TokenService {
   private readonly key: Uint8Array;
   private readonly jwks?: ReturnType<typeof createRemoteJWKSet>;
 
-  constructor(secret: string, jwksUrl?: string) {
+  /**
+   * `external` pins the issuer and audience of identity-provider tokens: a provider's keys usually
+   * sign tokens for many applications, and only those meant for us may pass.
+   */
+  constructor(secret: string, jwksUrl?: string, private readonly external: { issuer?: string; audience?: string } = {}) {
     this.key = new TextEncoder().encode(secret);
     if (jwksUrl) this.jwks = createRemoteJWKSet(new URL(jwksUrl), { cacheMaxAge: 10 * 60_000, cooldownDuration: 30_000 });
   }
 
   async sign(subject: string, role: Role, ttlSeconds = 24 * 3600): Promise<{ token: string; expiresAt: Date }> {
-    const expiresAt = new Date(Date.now() + ttlSeconds * 1000);
+    // Whole seconds, as in `exp`: the expiry we report must not be later than the one we enforce.
+    const expiresAt = new Date((Math.floor(Date.now() / 1000) + ttlSeconds) * 1000);
     const token = await new SignJWT({ role })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setSubject(subject)
@@ -41,7 +46,7 @@ export class TokenService {
     if (alg === 'HS256') {
       ({ payload } = await jwtVerify(token, this.key, { algorithms: ['HS256'] }));
     } else if (this.jwks && (alg === 'RS256' || alg === 'ES256')) {
-      ({ payload } = await jwtVerify(token, this.jwks, { algorithms: ['RS256', 'ES256'] }));
+      ({ payload } = await jwtVerify(token, this.jwks, { algorithms: ['RS256', 'ES256'], issuer: this.external.issuer, audience: this.external.audience }));
     } else {
       throw new Error('unsupported token algorithm');
     }

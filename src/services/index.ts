@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Db } from '../db/database.js';
 import type { RedisClient } from '../redis.js';
+import { AccountService } from './accounts.js';
 import { TokenService } from './auth.js';
 import { CatalogService } from './catalog.js';
 import { DeliveryVault } from './delivery-vault.js';
@@ -23,6 +24,9 @@ export interface ServiceDeps {
   prefix: string;
   jwtSecret: string;
   jwksUrl?: string;
+  /** Claims an external identity provider's tokens must carry; unchecked when unset. */
+  jwksIssuer?: string;
+  jwksAudience?: string;
   registry: Registry;
   log: Logger;
   /** Base64 32-byte keys; the first seals new values. */
@@ -39,11 +43,13 @@ export function createServices(d: ServiceDeps) {
   const reservations = new ReservationReader(d.db, engine);
   const metrics = new OutcomeMetrics(d.registry);
   const delivery = new DeliveryVault(d.dataKeys);
+  const tokens = new TokenService(d.jwtSecret, d.jwksUrl, { issuer: d.jwksIssuer, audience: d.jwksAudience });
   const purchases = new PurchaseService(engine, sales, orders, reservations, events, metrics, d.log.child({ source: 'purchases' }), delivery.sealer);
   return {
     engine,
     events,
-    tokens: new TokenService(d.jwtSecret, d.jwksUrl),
+    tokens,
+    accounts: new AccountService(d.db, tokens),
     catalog,
     delivery,
     sales,
