@@ -44,13 +44,17 @@ const KEY_BYTES = 32;
 
 /** Registration and password login: the built-in identity behind `register`/`login`. */
 export class AccountService {
-  private dummyHash?: Promise<string>;
+  /** Made at start, so not even the first unknown-email login pays for it (and stands out). */
+  private readonly dummyHash: Promise<string>;
 
   constructor(
     private readonly db: Db,
     private readonly tokens: TokenService,
     private readonly kdf: KdfParams = DEFAULT_KDF,
-  ) {}
+  ) {
+    this.dummyHash = hashPassword(randomBytes(16).toString('base64'), kdf);
+    this.dummyHash.catch(() => {});
+  }
 
   async register(emailInput: string, password: string): Promise<RegisterOutcome> {
     const email = normalizeEmail(emailInput);
@@ -86,7 +90,7 @@ export class AccountService {
     const user = tooLong ? undefined : await this.db.selectFrom('users').select(['id', 'password_hash']).where('email', '=', email).executeTakeFirst();
     if (!user) {
       // Spend the same scrypt time as a real check, so response time does not reveal which emails exist.
-      await verifyPassword(password.slice(0, MAX_PASSWORD_LENGTH), await this.dummy());
+      await verifyPassword(password.slice(0, MAX_PASSWORD_LENGTH), await this.dummyHash);
       return { ok: false };
     }
     const check = await verifyPassword(password, user.password_hash);
@@ -106,10 +110,6 @@ export class AccountService {
   private async session(customerId: string): Promise<Session> {
     const { token, expiresAt } = await this.tokens.sign(customerId, 'customer');
     return { token, customerId, expiresAt };
-  }
-
-  private dummy(): Promise<string> {
-    return (this.dummyHash ??= hashPassword(randomBytes(16).toString('base64'), this.kdf));
   }
 }
 
