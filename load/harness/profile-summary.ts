@@ -1,0 +1,74 @@
+// npx tsx load/harness/profile-summary.ts <file.cpuprofile> [top]: where a server spent its CPU,
+// by function and by package, from a `node --cpu-prof` profile (npm run bench -- --cpu-prof-dir=…).
+import { readFileSync } from 'node:fs';
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+  startTime: number;
+  endTime: number;
+}
+
+export interface ProfileSummary {
+  totalMs: number;
+  idleMs: number;
+  byFunction: { name: string; selfMs: number; share: number }[];
+  byPackage: { name: string; selfMs: number; share: number }[];
+}
+
+/** Where a url's code comes from: a package in node_modules, our src/, node internals, or GC. */
+export function packageOf(url: string, functionName: string): string {
+  if (functionName === '(garbage collector)') return '(gc)';
+  if (functionName === '(idle)') return '(idle)';
+  if (functionName === '(program)') return '(program)';
+  const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
+  if (m) return m[1];
+  if (url.includes('/src/')) return `src/${url.split('/src/')[1].split('/')[0]}`;
+  if (url.startsWith('node:')) return url.split('/')[0];
+  return url ? 'other' : '(native)';
+}
+
+export function summarizeProfile(profile: CpuProfile, top = 25): ProfileSummary {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map<number, number>();
+  for (let i = 0; i < profile.samples.length; i++) self.set(profile.samples[i], (self.get(profile.samples[i]) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
+  const fn = new Map<string, number>();
+  const pkg = new Map<string, number>();
+  let total = 0;
+  let idle = 0;
+  for (const [id, ms] of self) {
+    const n = byId.get(id)!;
+    const { functionName, url, lineNumber } = n.callFrame;
+    total += ms;
+    if (functionName === '(idle)') idle += ms;
+    const name = `${functionName || '(anonymous)'} ${url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/src\//, 'src/')}:${lineNumber + 1}`;
+    fn.set(name, (fn.get(name) ?? 0) + ms);
+    const p = packageOf(url, functionName);
+    pkg.set(p, (pkg.get(p) ?? 0) + ms);
+  }
+  const busy = total - idle;
+  const rank = (m: Map<string, number>) =>
+    [...m].filter(([k]) => k !== '(idle)' && !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, top)
+      .map(([name, ms]) => ({ name, selfMs: Math.round(ms), share: Math.round((ms / busy) * 1000) / 10 }));
+  return { totalMs: Math.round(total), idleMs: Math.round(idle), byFunction: rank(fn), byPackage: rank(pkg) };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const file = process.argv[2];
+  if (!file) {
+    console.error('usage: tsx load/harness/profile-summary.ts <file.cpuprofile> [top]');
+    process.exit(2);
+  }
+  const s = summarizeProfile(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, Number(process.argv[3] ?? 25));
+  console.log(`total ${s.totalMs} ms, idle ${s.idleMs} ms (${Math.round((s.idleMs / s.totalMs) * 100)}%)`);
+  console.log('\nself time by package (% of busy time):');
+  for (const p of s.byPackage) console.log(`  ${String(p.share).padStart(5)}%  ${p.selfMs} ms  ${p.name}`);
+  console.log('\nself time by function:');
+  for (const f of s.byFunction) console.log(`  ${String(f.share).padStart(5)}%  ${f.selfMs} ms  ${f.name}`);
+}

@@ -1,0 +1,43 @@
+import type { AuditResult } from './correctness-audit.js';
+import type { DriveResult } from './load-drivers.js';
+import { round, type LatencyRecorder, type LatencySummary } from './latency-recorder.js';
+
+export interface ScenarioResult {
+  name: string;
+  description: string;
+  /** Attempts asked for; completed ones are in latency.count. */
+  attempts: number;
+  seconds: number;
+  /** Completed requests (or flows) per second. */
+  throughput: number;
+  latency: LatencySummary;
+  codes: Record<string, number>;
+  dropped: number;
+  timedOut: boolean;
+  audit?: AuditResult;
+  rssMb?: { before: number; during: number; after: number };
+  /** Scenario-specific figures (confirm latency, subscriber delivery times, a skip reason). */
+  extra?: Record<string, unknown>;
+  skipped?: string;
+}
+
+export function scenarioResult(name: string, description: string, attempts: number, drive: DriveResult, recorder: LatencyRecorder): ScenarioResult {
+  return {
+    name,
+    description,
+    attempts,
+    seconds: round(drive.seconds),
+    throughput: Math.round(drive.completed / Math.max(drive.seconds, 1e-9)),
+    latency: recorder.summary(),
+    codes: recorder.byCode(),
+    dropped: drive.dropped,
+    timedOut: drive.timedOut,
+  };
+}
+
+export function skippedResult(name: string, description: string, reason: string): ScenarioResult {
+  return {
+    name, description, attempts: 0, seconds: 0, throughput: 0, codes: {}, dropped: 0, timedOut: false, skipped: reason,
+    latency: { count: 0, mean: 0, p50: 0, p95: 0, p99: 0, max: 0 },
+  };
+}
