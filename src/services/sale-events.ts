@@ -7,7 +7,8 @@ export type SaleEvent =
   | { type: 'stock'; saleId: string }
   | { type: 'sale'; saleId: string }
   | { type: 'reservation'; saleId: string; reservationId: string; customerId: string }
-  | { type: 'order'; saleId: string; orderId: string; customerId: string };
+  | { type: 'order'; saleId: string; orderId: string; customerId: string }
+  | { type: 'waitlist'; saleId: string; saleItemId: string; customerId: string | null };
 
 /**
  * Publishes small events on the sale's Redis pub/sub channel, so every instance hears them.
@@ -46,9 +47,17 @@ export class SaleEvents {
   orderChanged(saleId: string, orderId: string, customerId: string) {
     return this.publish({ type: 'order', saleId, orderId, customerId });
   }
+  /** A customer's entry changed (customerId), or positions moved for everyone on the item (null). */
+  waitlistChanged(saleId: string, saleItemId: string, customerId: string | null) {
+    return this.publish({ type: 'waitlist', saleId, saleItemId, customerId });
+  }
+  /** Holds a script ended, and waitlist offers it made (whose entries changed, and positions behind them). */
   async holdsEnded(saleId: string, ended: EndedHold[]): Promise<void> {
     if (ended.length === 0) return;
     await Promise.all(ended.map((e) => this.reservationChanged(saleId, e.reservationId, e.customerId)));
+    const offered = ended.filter((e) => e.status === 'OFFERED');
+    await Promise.all(offered.map((e) => this.waitlistChanged(saleId, e.saleItemId, e.customerId)));
+    await Promise.all([...new Set(offered.map((e) => e.saleItemId))].map((item) => this.waitlistChanged(saleId, item, null)));
     await this.stockChanged(saleId);
   }
 }

@@ -2,6 +2,7 @@ import type { Db } from '../db/database.js';
 import type { SaleRow } from '../db/types.js';
 import type { StockEngine } from './stock/engine.js';
 import type { ErrorCode } from './errors.js';
+import type { WaitlistService } from './waitlist.js';
 
 export interface SaleSummary {
   sale: SaleRow;
@@ -22,10 +23,11 @@ export class SummaryService {
   constructor(
     private readonly db: Db,
     private readonly engine: StockEngine,
+    private readonly waitlist: WaitlistService,
   ) {}
 
   async summary(sale: SaleRow): Promise<SaleSummary> {
-    const [agg, counters, snap] = await Promise.all([
+    const [agg, counters, snap, waitlistSize] = await Promise.all([
       this.db
         .selectFrom('orders')
         .where('sale_id', '=', sale.id)
@@ -39,6 +41,7 @@ export class SummaryService {
         .executeTakeFirstOrThrow(),
       this.engine.counters(sale.id),
       this.engine.snapshot(sale.id),
+      this.waitlist.size(sale.id),
     ]);
     const byCode = new Map<ErrorCode, number>();
     for (const [k, v] of counters) {
@@ -60,7 +63,7 @@ export class SummaryService {
       attempts: BigInt(counters.get('attempts') ?? 0),
       rejections,
       reservationsExpired: counters.get('expired') ?? 0,
-      waitlistSize: 0,
+      waitlistSize,
       soldOutAt,
       sellOutSeconds: soldOutAt ? (soldOutAt.getTime() - sale.starts_at.getTime()) / 1000 : null,
     };

@@ -1,0 +1,133 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, startTestServer, type TestServer } from './support/harness.js';
+import { createSale } from './support/fixtures.js';
+import { CONFIRM, PURCHASE, RESERVE, SALE_ITEM } from './support/operations.js';
+
+const JOIN = /* GraphQL */ `mutation JoinWaitlist($item: ID!, $q: Int! = 1) { joinWaitlist(saleItemId: $item, quantity: $q) {
+  __typename
+  ... on WaitlistEntry { id status position quantity offer { id status fromWaitlist } }
+  ... on Rejected { code message field available waitlistOpen } } }`;
+const LEAVE = /* GraphQL */ `mutation LeaveWaitlist($item: ID!) { leaveWaitlist(saleItemId: $item) {
+  __typename ... on WaitlistEntry { status } ... on Rejected { code } } }`;
+const MY_WAITLIST = /* GraphQL */ `query MyWaitlist($sale: ID) { me { waitlist(saleId: $sale) { id status position offer { id status fromWaitlist expiresAt } } } }`;
+
+let t: TestServer;
+beforeAll(async () => {
+  t = await startTestServer('waitlist', { RATE_LIMIT_ENABLED: 'false' });
+});
+afterAll(() => t?.close());
+
+const level = async (itemId: string) => (await t.client.gql(SALE_ITEM, { id: itemId })).data.saleItem;
+const mine = async (token: string, saleId: string) => (await t.client.gql(MY_WAITLIST, { sale: saleId }, token)).data.me.waitlist;
+
+describe('waitlist', () => {
+  it('offers freed units to the first waitlisted customers, in join order, while a storm of others gets SOLD_OUT; unconfirmed offers lapse to the next', async () => {
+    const { saleId, itemIds } = await createSale(t, { stock: 10, holdSeconds: 4, perUserLimit: 2 });
+    const item = itemIds[0];
+    const early = await t.token('early-bird');
+    expect((await t.client.gql(JOIN, { item }, early)).data.joinWaitlist).toMatchObject({ __typename: 'Rejected', code: 'WAITLIST_CLOSED', available: 10 });
+
+    const holders = await Promise.all(Array.from({ length: 10 }, (_, i) => t.token(`holder-${i}`)));
+    for (const [i, tok] of holders.entries()) {
+      expect((await t.client.gql(RESERVE, { input: { saleItemId: item, idempotencyKey: `h${i}` } }, tok)).data.reserve.__typename).toBe('ReserveSuccess');
+    }
+    const holdsExpireAt = Date.now() + 4000;
+    expect(await level(item)).toMatchObject({ available: 0, reserved: 10 });
+
+    const waiters = await Promise.all(Array.from({ length: 50 }, (_, i) => t.token(`waiter-${i}`)));
+    for (const [i, tok] of waiters.entries()) {
+      const r = (await t.client.gql(JOIN, { item }, tok)).data.joinWaitlist;
+      expect(r).toMatchObject({ __typename: 'WaitlistEntry', status: 'WAITING', position: i + 1 });
+    }
+    // Joining again with the same quantity keeps the first place; another quantity is refused.
+    expect((await t.client.gql(JOIN, { item }, waiters[3])).data.joinWaitlist).toMatchObject({ status: 'WAITING', position: 4 });
+    expect((await t.client.gql(JOIN, { item, q: 2 }, waiters[3])).data.joinWaitlist).toMatchObject({ __typename: 'Rejected', code: 'ALREADY_ON_WAITLIST' });
+
+    // 1,000 purchases from others, fired across the moment the holds expire.
+    const others = await Promise.all(Array.from({ length: 100 }, (_, i) => t.token(`other-${i}`)));
+    const storm: Promise<any>[] = [];
+    await new Promise((r) => setTimeout(r, Math.max(0, holdsExpireAt - Date.now() - 600)));
+    for (let wave = 0; wave < 10; wave++) {
+      for (let i = 0; i < 100; i++) storm.push(t.client.gql(PURCHASE, { input: { saleItemId: item, idempotencyKey: `o-${wave}-${i}` } }, others[i]));
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    const outcomes = (await Promise.all(storm)).map((r) => r.data.purchase);
+    expect(outcomes).toHaveLength(1000);
+    expect(outcomes.filter((o) => o.code !== 'SOLD_OUT')).toEqual([]);
+
+    await eventually(async () => (await level(item)).reserved === 10 && (await mine(waiters[9], saleId))[0]?.status === 'OFFERED', 3000);
+    for (let i = 0; i < 10; i++) {
+      const [entry] = await mine(waiters[i], saleId);
+      expect(entry).toMatchObject({ status: 'OFFERED', position: 0, offer: { status: 'HELD', fromWaitlist: true } });
+    }
+    for (let i = 10; i < 50; i++) expect((await mine(waiters[i], saleId))[0]).toMatchObject({ status: 'WAITING', position: i - 9 });
+    expect(await level(item)).toMatchObject({ available: 0, reserved: 10, sold: 0 });
+    const summary = await t.client.gql(`query($id: ID!) { saleSummary(saleId: $id) { waitlistSize } }`, { id: saleId }, t.admin);
+    expect(summary.data.saleSummary.waitlistSize).toBe(40);
+
+    // Nobody confirms: the offers lapse and go to the next ten, in order.
+    await eventually(async () => (await mine(waiters[19], saleId))[0]?.status === 'OFFERED', 7000);
+    for (let i = 0; i < 10; i++) expect(await mine(waiters[i], saleId)).toEqual([]);
+    for (let i = 10; i < 20; i++) expect((await mine(waiters[i], saleId))[0].status).toBe('OFFERED');
+    expect((await mine(waiters[20], saleId))[0]).toMatchObject({ status: 'WAITING', position: 1 });
+
+    // An offer confirmed is an order without idempotency key; the entry is fulfilled.
+    const offer = (await mine(waiters[10], saleId))[0].offer;
+    const confirmed = (await t.client.gql(CONFIRM, { id: offer.id }, waiters[10])).data.confirmReservation;
+    expect(confirmed).toMatchObject({ __typename: 'PurchaseSuccess', order: { status: 'CONFIRMED', quantity: 1 } });
+    const order = await t.app.db.selectFrom('orders').selectAll().where('id', '=', confirmed.order.id).executeTakeFirstOrThrow();
+    expect(order.idempotency_key).toBeNull();
+    expect(await mine(waiters[10], saleId)).toEqual([]);
+
+    // Leaving while OFFERED hands the offer to the next entry at once.
+    expect((await t.client.gql(LEAVE, { item }, waiters[11])).data.leaveWaitlist).toMatchObject({ __typename: 'WaitlistEntry', status: 'LEFT' });
+    expect((await mine(waiters[20], saleId))[0].status).toBe('OFFERED');
+    expect((await mine(waiters[21], saleId))[0]).toMatchObject({ status: 'WAITING', position: 1 });
+    expect((await t.client.gql(LEAVE, { item }, waiters[11])).data.leaveWaitlist).toMatchObject({ __typename: 'Rejected', code: 'NOT_ON_WAITLIST' });
+    expect(await level(item)).toMatchObject({ available: 0, reserved: 9, sold: 1 });
+  });
+
+  it('lets the head block: a freed unit waits for a head that wants two', async () => {
+    const { saleId, itemIds } = await createSale(t, { stock: 2, holdSeconds: 120, perUserLimit: 2 });
+    const item = itemIds[0];
+    const [a, b, head, second] = await Promise.all(['ha', 'hb', 'head', 'second'].map((s) => t.token(s)));
+    const ra = (await t.client.gql(RESERVE, { input: { saleItemId: item, idempotencyKey: 'a' } }, a)).data.reserve.reservation;
+    const rb = (await t.client.gql(RESERVE, { input: { saleItemId: item, idempotencyKey: 'b' } }, b)).data.reserve.reservation;
+    expect((await t.client.gql(JOIN, { item, q: 2 }, head)).data.joinWaitlist).toMatchObject({ status: 'WAITING', position: 1 });
+    expect((await t.client.gql(JOIN, { item, q: 1 }, second)).data.joinWaitlist).toMatchObject({ status: 'WAITING', position: 2 });
+    await t.client.gql(`mutation($id: ID!) { releaseReservation(reservationId: $id) { __typename } }`, { id: ra.id }, a);
+    // One unit free, the head wants two: nobody gets it, not even the public or the second entry.
+    expect(await level(item)).toMatchObject({ available: 1, reserved: 1 });
+    expect((await t.client.gql(PURCHASE, { input: { saleItemId: item, idempotencyKey: 'p' } }, await t.token('public'))).data.purchase).toMatchObject({ code: 'SOLD_OUT', waitlistOpen: true });
+    expect((await mine(second, saleId))[0].status).toBe('WAITING');
+    await t.client.gql(`mutation($id: ID!) { releaseReservation(reservationId: $id) { __typename } }`, { id: rb.id }, b);
+    expect((await mine(head, saleId))[0]).toMatchObject({ status: 'OFFERED' });
+    expect(await level(item)).toMatchObject({ available: 0, reserved: 2 });
+  });
+
+  it('caps the waitlisted quantity by what the customer already holds or bought', async () => {
+    const { itemIds } = await createSale(t, { stock: 2, perUserLimit: 2 });
+    const tok = await t.token('has-one');
+    await t.client.gql(PURCHASE, { input: { saleItemId: itemIds[0], idempotencyKey: 'one' } }, tok);
+    await t.client.gql(PURCHASE, { input: { saleItemId: itemIds[0], idempotencyKey: 'x' } }, await t.token('someone'));
+    expect((await t.client.gql(JOIN, { item: itemIds[0], q: 2 }, tok)).data.joinWaitlist).toMatchObject({ __typename: 'Rejected', code: 'LIMIT_EXCEEDED' });
+    expect((await t.client.gql(JOIN, { item: itemIds[0], q: 1 }, tok)).data.joinWaitlist).toMatchObject({ __typename: 'WaitlistEntry', status: 'WAITING' });
+    expect((await t.client.gql(JOIN, { item: itemIds[0], q: 3 }, await t.token('greedy'))).data.joinWaitlist).toMatchObject({ __typename: 'Rejected', code: 'INVALID_INPUT', field: 'quantity' });
+  });
+
+  it('offers cancelled orders and added stock to the waitlist first', async () => {
+    const { saleId, itemIds } = await createSale(t, { stock: 1 });
+    const item = itemIds[0];
+    const buyer = await t.token('buyer');
+    const order = (await t.client.gql(PURCHASE, { input: { saleItemId: item, idempotencyKey: 'b' } }, buyer)).data.purchase.order;
+    const [w1, w2] = await Promise.all([t.token('w1'), t.token('w2')]);
+    await t.client.gql(JOIN, { item }, w1);
+    await t.client.gql(JOIN, { item }, w2);
+    await t.client.gql(`mutation($id: ID!) { cancelOrder(orderId: $id) { __typename } }`, { id: order.id }, buyer);
+    expect((await mine(w1, saleId))[0].status).toBe('OFFERED');
+    await t.client.gql(`mutation($id: ID!) { adjustStock(saleItemId: $id, delta: 1, reason: "restock") { available } }`, { id: item }, t.admin);
+    expect((await mine(w2, saleId))[0].status).toBe('OFFERED');
+    expect(await level(item)).toMatchObject({ available: 0, reserved: 2, sold: 0 });
+    await eventually(async () => (await t.app.services.ledger.sumOf(item)) === 0);
+  });
+});
