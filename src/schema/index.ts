@@ -6,6 +6,7 @@ import './sale.js';
 import './buying.js';
 import './ledger.js';
 import './viewer.js';
+import './waitlist.js';
 import './accounts.js';
 
 export const schema = builder.toSchema({ sortSchema: false });

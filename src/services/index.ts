@@ -16,6 +16,7 @@ import { SaleEvents } from './sale-events.js';
 import { SalesService } from './sales.js';
 import { StockEngine } from './stock/engine.js';
 import { SummaryService } from './summary.js';
+import { WaitlistService } from './waitlist.js';
 
 export interface ServiceDeps {
   db: Db;
@@ -45,6 +46,7 @@ export function createServices(d: ServiceDeps) {
   const delivery = new DeliveryVault(d.dataKeys);
   const tokens = new TokenService(d.jwtSecret, d.jwksUrl, { issuer: d.jwksIssuer, audience: d.jwksAudience });
   const purchases = new PurchaseService(engine, sales, orders, reservations, events, metrics, d.log.child({ source: 'purchases' }), delivery.sealer);
+  const waitlist = new WaitlistService(engine, sales, events);
   return {
     engine,
     events,
@@ -56,7 +58,8 @@ export function createServices(d: ServiceDeps) {
     orders,
     reservations,
     purchases,
-    summary: new SummaryService(d.db, engine),
+    waitlist,
+    summary: new SummaryService(d.db, engine, waitlist),
     ledger: new LedgerDrainer(d.db, d.redis, engine, d.log.child({ source: 'ledger' })),
     sweeper: new HoldSweeper(engine, orders, events, d.log.child({ source: 'sweeper' })),
   };
