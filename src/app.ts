@@ -41,7 +41,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   collectDefaultMetrics({ register: registry });
   const services = createServices({
     db, redis, publisher, prefix: config.REDIS_PREFIX, jwtSecret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL,
-    jwksIssuer: config.JWT_JWKS_ISSUER, jwksAudience: config.JWT_JWKS_AUDIENCE,
+    jwksIssuer: config.JWT_JWKS_ISSUER, jwksAudience: config.JWT_JWKS_AUDIENCE, jwksAllowAdmin: config.JWT_JWKS_ALLOW_ADMIN,
     registry, log, dataKeys: [config.DATA_KEY],
   });
 

@@ -34,6 +34,8 @@ const schema = z
     /** When set, identity-provider tokens must carry this `iss` / `aud`. */
     JWT_JWKS_ISSUER: z.string().min(1).optional(),
     JWT_JWKS_AUDIENCE: z.string().min(1).optional(),
+    /** Provider tokens claiming role admin are admins only when this is true; else customers. */
+    JWT_JWKS_ALLOW_ADMIN: boolish.default(false),
     DATA_KEY: z.string().default(DEV_DATA_KEY),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     SEED_SAMPLE_SALE: boolish.optional(),

@@ -5,6 +5,10 @@ export function createLogger(level: string): Logger {
   return pino({
     level,
     base: { service: 'flash-sale-api' },
-    redact: { paths: ['*.delivery', '*.password', '*.authorization', 'req.headers.authorization'], censor: '[redacted]' },
+    // Delivery details and secrets never reach a log line, at whatever depth a caller nests them.
+    redact: {
+      paths: ['delivery', 'password', 'authorization', 'token', '*.delivery', '*.password', '*.authorization', '*.token', '*.*.delivery', '*.*.password', '*.*.authorization', 'req.headers.authorization', 'request.headers.authorization'],
+      censor: '[redacted]',
+    },
   });
 }

@@ -265,8 +265,8 @@ describe('tokens from an external identity provider (JWT_JWKS_URL)', () => {
     await new Promise((resolve) => jwksServer?.close(resolve));
   });
 
-  const idpToken = (key: CryptoKey, alg: 'RS256' | 'ES256', kid: string, sub: string, opts: { exp?: number; aud?: string; iss?: string } = {}) =>
-    new SignJWT({ role: 'customer' })
+  const idpToken = (key: CryptoKey, alg: 'RS256' | 'ES256', kid: string, sub: string, opts: { exp?: number; aud?: string; iss?: string; role?: string } = {}) =>
+    new SignJWT({ role: opts.role ?? 'customer' })
       .setProtectedHeader({ alg, kid, typ: 'JWT' })
       .setSubject(sub)
       .setIssuer(opts.iss ?? ISSUER)
@@ -306,6 +306,22 @@ describe('tokens from an external identity provider (JWT_JWKS_URL)', () => {
     }
     const control = await idp.client.gql(ME, {}, await idpToken(rsa.privateKey, 'RS256', 'rsa-1', 'fine'));
     expect(control.data.me.id).toBe('fine');
+  });
+
+  it('treats a provider token claiming admin as a customer unless JWT_JWKS_ALLOW_ADMIN is set', async () => {
+    const claimsAdmin = await idpToken(rsa.privateKey, 'RS256', 'rsa-1', 'would-be-admin', { role: 'admin' });
+    const r = await idp.client.gql(`{ saleSummary(saleId: "none") { unitsSold } }`, {}, claimsAdmin);
+    expect(r.errors?.[0].extensions?.code).toBe('FORBIDDEN');
+    expect((await idp.client.gql(ME, {}, claimsAdmin)).data.me.id).toBe('would-be-admin');
+    const { port } = jwksServer.address() as AddressInfo;
+    const trusting = await startTestServer('jwksadmin', { JWT_JWKS_URL: `http://127.0.0.1:${port}/.well-known/jwks.json`, JWT_JWKS_ISSUER: ISSUER, JWT_JWKS_AUDIENCE: AUDIENCE, JWT_JWKS_ALLOW_ADMIN: 'true' });
+    try {
+      const ok = await trusting.client.gql(`{ saleSummary(saleId: "none") { unitsSold } }`, {}, claimsAdmin);
+      expect(ok.errors).toBeUndefined();
+      expect(ok.data.saleSummary).toBeNull();
+    } finally {
+      await trusting.close();
+    }
   });
 
   it('refuses provider tokens on a server without JWT_JWKS_URL', async () => {

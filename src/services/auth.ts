@@ -23,7 +23,7 @@ export class TokenService {
    * `external` pins the issuer and audience of identity-provider tokens: a provider's keys usually
    * sign tokens for many applications, and only those meant for us may pass.
    */
-  constructor(secret: string, jwksUrl?: string, private readonly external: { issuer?: string; audience?: string } = {}) {
+  constructor(secret: string, jwksUrl?: string, private readonly external: { issuer?: string; audience?: string; allowAdmin?: boolean } = {}) {
     this.key = new TextEncoder().encode(secret);
     if (jwksUrl) this.jwks = createRemoteJWKSet(new URL(jwksUrl), { cacheMaxAge: 10 * 60_000, cooldownDuration: 30_000 });
   }
@@ -45,13 +45,16 @@ export class TokenService {
     const alg = peekAlg(token);
     if (alg === 'HS256') {
       ({ payload } = await jwtVerify(token, this.key, { algorithms: ['HS256'] }));
-    } else if (this.jwks && (alg === 'RS256' || alg === 'ES256')) {
-      ({ payload } = await jwtVerify(token, this.jwks, { algorithms: ['RS256', 'ES256'], issuer: this.external.issuer, audience: this.external.audience }));
-    } else {
-      throw new Error('unsupported token algorithm');
+      const parsed = claims.parse(payload);
+      return { id: parsed.sub, role: parsed.role };
     }
-    const parsed = claims.parse(payload);
-    return { id: parsed.sub, role: parsed.role };
+    if (this.jwks && (alg === 'RS256' || alg === 'ES256')) {
+      ({ payload } = await jwtVerify(token, this.jwks, { algorithms: ['RS256', 'ES256'], issuer: this.external.issuer, audience: this.external.audience }));
+      const parsed = claims.parse(payload);
+      // A provider's `role` claim makes an admin only when the operator says the provider may.
+      return { id: parsed.sub, role: parsed.role === 'admin' && this.external.allowAdmin ? 'admin' : 'customer' };
+    }
+    throw new Error('unsupported token algorithm');
   }
 
   /** Reads an `Authorization` header value (or a graphql-ws connection param). */

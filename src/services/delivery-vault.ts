@@ -41,14 +41,19 @@ export class DeliveryVault {
     return ['v1', this.currentId, iv.toString('base64url'), cipher.getAuthTag().toString('base64url'), data.toString('base64url')].join('.');
   }
 
+  /** null when the value was sealed under a key we no longer have, or was tampered with. */
   open(sealed: string): Delivery | null {
     const [v, keyId, iv, tag, data] = sealed.split('.');
     const key = this.keys.get(keyId);
     if (v !== 'v1' || !key) return null;
-    const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
-    decipher.setAuthTag(Buffer.from(tag, 'base64url'));
-    const plain = Buffer.concat([decipher.update(Buffer.from(data, 'base64url')), decipher.final()]);
-    return JSON.parse(plain.toString('utf8')) as Delivery;
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
+      decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+      const plain = Buffer.concat([decipher.update(Buffer.from(data, 'base64url')), decipher.final()]);
+      return JSON.parse(plain.toString('utf8')) as Delivery;
+    } catch {
+      return null;
+    }
   }
 
   /** Validates and seals, for the purchase path; a bad value is a `Rejected` naming its field. */

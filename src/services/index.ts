@@ -28,6 +28,7 @@ export interface ServiceDeps {
   /** Claims an external identity provider's tokens must carry; unchecked when unset. */
   jwksIssuer?: string;
   jwksAudience?: string;
+  jwksAllowAdmin?: boolean;
   registry: Registry;
   log: Logger;
   /** Base64 32-byte keys; the first seals new values. */
@@ -44,7 +45,7 @@ export function createServices(d: ServiceDeps) {
   const reservations = new ReservationReader(d.db, engine);
   const metrics = new OutcomeMetrics(d.registry);
   const delivery = new DeliveryVault(d.dataKeys);
-  const tokens = new TokenService(d.jwtSecret, d.jwksUrl, { issuer: d.jwksIssuer, audience: d.jwksAudience });
+  const tokens = new TokenService(d.jwtSecret, d.jwksUrl, { issuer: d.jwksIssuer, audience: d.jwksAudience, allowAdmin: d.jwksAllowAdmin });
   const purchases = new PurchaseService(engine, sales, orders, reservations, events, metrics, d.log.child({ source: 'purchases' }), delivery.sealer);
   const waitlist = new WaitlistService(engine, sales, events);
   return {
