@@ -13,6 +13,7 @@ import { createLoaders } from './schema/loaders.js';
 import { errorCodes, maskError } from './server/error-codes.js';
 import { RateCounter, rateLimit, rateLimitsFromConfig } from './server/rate-limit.js';
 import { Repeater } from './server/repeater.js';
+import { attachWebSocket } from './server/websocket.js';
 import { createServices, type Services } from './services/index.js';
 import { seedSampleSale } from './services/seed.js';
 
@@ -43,6 +44,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     db, redis, publisher, prefix: config.REDIS_PREFIX, jwtSecret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL,
     jwksIssuer: config.JWT_JWKS_ISSUER, jwksAudience: config.JWT_JWKS_AUDIENCE, jwksAllowAdmin: config.JWT_JWKS_ALLOW_ADMIN,
     registry, log, dataKeys: [config.DATA_KEY],
+    createSubscriber: (name) => createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, name), liveStockIntervalMs: config.LIVE_STOCK_INTERVAL_MS,
   });
 
   const seedWanted = config.SEED_SAMPLE_SALE ?? (config.NODE_ENV === 'development');
@@ -104,12 +106,16 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     return yoga(req, res);
   });
   server.keepAliveTimeout = 65_000;
+  const websocket = attachWebSocket({
+    server, yoga, tokens: services.tokens, maxSubscriptions: config.WS_MAX_SUBSCRIPTIONS, keepAliveMs: config.WS_KEEPALIVE_MS, log: log.child({ source: 'websocket' }),
+  });
 
   const workers: Repeater[] = [];
   if (opts.workers !== false) {
     workers.push(
       new Repeater('hold-sweeper', config.SWEEP_INTERVAL_MS, () => services.sweeper.sweepAll(), log),
       new Repeater('ledger-drainer', config.DRAIN_INTERVAL_MS, () => services.ledger.drainAll().then(() => undefined), log),
+      new Repeater('sale-status-watch', config.STATUS_WATCH_INTERVAL_MS, () => services.live.watch.tick(), log),
     );
   }
 
@@ -124,7 +130,13 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       // Stop accepting, let in-flight requests finish, then close the workers and connections.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      // Subscriptions never finish by themselves: sockets close with 1001 and SSE streams end, so only requests are awaited.
+      await websocket.close().catch((err) => log.warn({ err: String(err) }, 'closing WebSocket server failed'));
+      await services.live.close();
+      // Keep-alive connections go idle as their request (or SSE stream) finishes; close them then, not at the client's whim.
+      const idleSweep = setInterval(() => server.closeIdleConnections(), 50);
       await Promise.race([closed, new Promise((r) => setTimeout(r, config.SHUTDOWN_TIMEOUT_MS))]);
+      clearInterval(idleSweep);
       server.closeAllConnections();
       await Promise.all(workers.map((w) => w.stop()));
       await services.ledger.drainAll().catch(() => undefined);

@@ -60,6 +60,14 @@ const schema = z
     /** Proxies in front of us that append to X-Forwarded-For; 0 trusts only the socket's address. */
     TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
     SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).max(60000).default(8000),
+    /** Subscriptions one WebSocket connection may hold at once; a client needing more is misbehaving. */
+    WS_MAX_SUBSCRIPTIONS: z.coerce.number().int().min(1).max(1000).default(20),
+    /** WebSocket ping period; a socket that misses a pong within it is closed (dead phones, silent proxies). */
+    WS_KEEPALIVE_MS: z.coerce.number().int().min(1000).max(120_000).default(12_000),
+    /** How often each instance looks for status transitions; the contract promises them within 1 s. */
+    STATUS_WATCH_INTERVAL_MS: z.coerce.number().int().min(50).max(900).default(200),
+    /** Minimum gap between two stock events of one sale per instance (100 ms: at most ~10 a second). */
+    LIVE_STOCK_INTERVAL_MS: z.coerce.number().int().min(20).max(5000).default(100),
   })
   .superRefine((env, ctx) => {
     if (env.NODE_ENV !== 'production') return;

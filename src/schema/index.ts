@@ -6,6 +6,7 @@ import './sale.js';
 import './buying.js';
 import './ledger.js';
 import './viewer.js';
+import './subscriptions.js';
 import './waitlist.js';
 import './accounts.js';
 

@@ -8,6 +8,7 @@ import { CatalogService } from './catalog.js';
 import { DeliveryVault } from './delivery-vault.js';
 import { HoldSweeper } from './hold-sweeper.js';
 import { LedgerDrainer } from './ledger.js';
+import { LiveService } from './live/live-service.js';
 import { OrderStore } from './orders.js';
 import { OutcomeMetrics } from './outcome-metrics.js';
 import { PurchaseService } from './purchases.js';
@@ -33,6 +34,10 @@ export interface ServiceDeps {
   log: Logger;
   /** Base64 32-byte keys; the first seals new values. */
   dataKeys: string[];
+  /** Opens the instance's pub/sub connection for subscriptions (a subscribed connection can do nothing else). */
+  createSubscriber: (connectionName: string) => RedisClient;
+  /** Minimum gap between two stock events of one sale per instance. */
+  liveStockIntervalMs?: number;
 }
 
 /** Wires the domain services; the only place that knows how they depend on each other. */
@@ -63,6 +68,10 @@ export function createServices(d: ServiceDeps) {
     summary: new SummaryService(d.db, engine, waitlist),
     ledger: new LedgerDrainer(d.db, d.redis, engine, d.log.child({ source: 'ledger' })),
     sweeper: new HoldSweeper(engine, orders, events, d.log.child({ source: 'sweeper' })),
+    live: new LiveService({
+      engine, sales, reservations, orders, events, createSubscriber: d.createSubscriber, redis: d.redis, prefix: d.prefix,
+      registry: d.registry, log: d.log.child({ source: 'live' }), stockIntervalMs: d.liveStockIntervalMs,
+    }),
   };
 }
 

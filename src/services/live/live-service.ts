@@ -1,0 +1,168 @@
+import type { Logger } from 'pino';
+import { Gauge, type Registry } from 'prom-client';
+import type { OrderRow } from '../../db/types.js';
+import type { RedisClient } from '../../redis.js';
+import type { Viewer } from '../auth.js';
+import type { OrderStore } from '../orders.js';
+import type { ReservationReader, ReservationView } from '../reservations.js';
+import type { SaleEvents } from '../sale-events.js';
+import type { SalesService } from '../sales.js';
+import type { StockEngine } from '../stock/engine.js';
+import { ChannelHub } from './channel-hub.js';
+import { LiveStream } from './live-stream.js';
+import { SaleFeeds, type FeedState } from './sale-feed.js';
+import { SaleStatusWatch } from './sale-status-watch.js';
+import { ViewerFeed } from './viewer-feed.js';
+
+export type LiveField = 'stockChanged' | 'saleStatusChanged' | 'reservationChanged' | 'orderChanged';
+
+export interface LiveDeps {
+  engine: StockEngine;
+  sales: SalesService;
+  reservations: ReservationReader;
+  orders: OrderStore;
+  events: SaleEvents;
+  /** The instance's dedicated pub/sub connection; opened on the first subscription. */
+  createSubscriber: (connectionName: string) => RedisClient;
+  /** For the transition claims (SET NX). */
+  redis: RedisClient;
+  prefix: string;
+  registry: Registry;
+  log: Logger;
+  /** Minimum gap between two reads (and so two events) of one sale on this instance. */
+  stockIntervalMs?: number;
+}
+
+/** Redis glob characters in the prefix must match literally. */
+function globEscape(s: string): string {
+  return s.replace(/[*?[\]\\]/g, '\\$&');
+}
+
+/**
+ * Builds the subscription streams. Every stream starts with the current state, read after the
+ * instance is already listening for changes, so nothing falls between the two.
+ */
+export class LiveService {
+  readonly hub: ChannelHub;
+  readonly watch: SaleStatusWatch;
+  private readonly feeds: SaleFeeds;
+  private readonly viewers: ViewerFeed;
+  private readonly streams = new Set<LiveStream<unknown>>();
+  private readonly gauge: Gauge<'field'>;
+
+  constructor(private readonly d: LiveDeps) {
+    this.hub = new ChannelHub(d.createSubscriber, d.log.child({ part: 'hub' }));
+    this.feeds = new SaleFeeds({ engine: d.engine, sales: d.sales, events: d.events, hub: this.hub, intervalMs: d.stockIntervalMs ?? 100, log: d.log });
+    this.viewers = new ViewerFeed(this.hub, `${globEscape(d.prefix)}events:*`, d.reservations, d.orders, d.log);
+    this.watch = new SaleStatusWatch(d.engine, d.redis, d.events, d.log.child({ part: 'status-watch' }));
+    this.gauge = new Gauge({ name: 'flashsale_subscriptions_open', help: 'open GraphQL subscriptions on this instance, by field', labelNames: ['field'], registers: [d.registry] });
+    for (const field of ['stockChanged', 'saleStatusChanged', 'reservationChanged', 'orderChanged'] as const) this.gauge.set({ field }, 0);
+  }
+
+  /** The sale's stock: the current state, then coalesced changes with every item and a rising version. */
+  stockChanged(saleId: string): Promise<LiveStream<FeedState>> {
+    let lastVersion = -1;
+    let lastNow = -1;
+    let lastStatus = '';
+    return this.open<FeedState>('stockChanged', (s) => this.joinSale(saleId, s), (state) => {
+      const { version, status } = state.stock;
+      const now = state.status.snapshot.now;
+      if (!state.forced && (version < lastVersion || (version === lastVersion && (now < lastNow || status === lastStatus)))) return false;
+      [lastVersion, lastNow, lastStatus] = [version, now, status];
+      return true;
+    });
+  }
+
+  /** The sale, whenever its status differs from the last one this subscriber was sent. */
+  saleStatusChanged(saleId: string): Promise<LiveStream<FeedState>> {
+    let lastVersion = -1;
+    let lastNow = -1;
+    let lastStatus = '';
+    return this.open<FeedState>('saleStatusChanged', (s) => this.joinSale(saleId, s), (state) => {
+      const { status, snapshot } = state.status;
+      if (snapshot.version < lastVersion || (snapshot.version === lastVersion && snapshot.now < lastNow)) return false;
+      [lastVersion, lastNow] = [snapshot.version, snapshot.now];
+      if (status === lastStatus) return false;
+      lastStatus = status;
+      return true;
+    });
+  }
+
+  /** The viewer's reservations (of one sale, or all): the ones they hold or recently ended, then each change. */
+  reservationChanged(viewer: Viewer, saleId: string | null): Promise<LiveStream<ReservationView>> {
+    return this.open<ReservationView>('reservationChanged', async (stream) => {
+      const leave = await this.viewers.join(viewer.id, (change) => {
+        if (change.kind !== 'reservation' || (saleId && change.reservation.saleId !== saleId)) return;
+        stream.push(change.reservation, change.reservation.id);
+      });
+      try {
+        const current = await this.d.reservations.ofCustomer(viewer.id, saleId);
+        stream.prime(current.reverse().map((r) => ({ key: r.id, value: r })));
+      } catch (err) {
+        leave();
+        throw err;
+      }
+      return leave;
+    });
+  }
+
+  /** The viewer's orders: their latest order as the current state, then each confirmation or cancellation. */
+  orderChanged(viewer: Viewer): Promise<LiveStream<OrderRow>> {
+    return this.open<OrderRow>('orderChanged', async (stream) => {
+      const leave = await this.viewers.join(viewer.id, (change) => {
+        if (change.kind === 'order') stream.push(change.order, change.order.id);
+      });
+      try {
+        const latest = await this.d.orders.ofCustomer(viewer.id, { first: 1 });
+        stream.prime(latest.nodes.map((o) => ({ key: o.id, value: o })));
+      } catch (err) {
+        leave();
+        throw err;
+      }
+      return leave;
+    });
+  }
+
+  /** Open streams on this instance (all fields). */
+  get openStreams(): number {
+    return this.streams.size;
+  }
+
+  /** Ends every stream (SSE responses finish, WebSocket subscriptions complete) and closes the pub/sub connection. */
+  async close(): Promise<void> {
+    for (const stream of [...this.streams]) stream.end();
+    this.feeds.close();
+    await this.hub.close();
+  }
+
+  private async joinSale(saleId: string, stream: LiveStream<FeedState>): Promise<() => void> {
+    const { feed, leave } = await this.feeds.join(saleId, (state) => stream.push(state, 'state'));
+    try {
+      stream.prime([{ key: 'state', value: await feed.current() }]);
+    } catch (err) {
+      leave();
+      throw err;
+    }
+    return leave;
+  }
+
+  private async open<T>(field: LiveField, setup: (stream: LiveStream<T>) => Promise<() => void>, accept: ((value: T) => boolean) | null = null): Promise<LiveStream<T>> {
+    let cleanup: (() => void) | null = null;
+    const stream: LiveStream<T> = new LiveStream<T>(() => {
+      cleanup?.();
+      this.streams.delete(stream as LiveStream<unknown>);
+      this.gauge.dec({ field });
+    }, accept);
+    this.streams.add(stream as LiveStream<unknown>);
+    this.gauge.inc({ field });
+    try {
+      cleanup = await setup(stream);
+    } catch (err) {
+      stream.end();
+      throw err;
+    }
+    // The consumer (or a shutdown) may have ended the stream while it was being set up.
+    if (stream.closed) cleanup();
+    return stream;
+  }
+}

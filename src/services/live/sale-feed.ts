@@ -1,0 +1,229 @@
+import type { Logger } from 'pino';
+import type { SaleRow } from '../../db/types.js';
+import type { SaleEvent, SaleEvents } from '../sale-events.js';
+import { deriveStatus, type SaleStatus } from '../sale-status.js';
+import type { SalesService } from '../sales.js';
+import type { SaleSnapshot, StockEngine } from '../stock/engine.js';
+import type { ChannelHub } from './channel-hub.js';
+
+export interface StockLevelView {
+  saleItemId: string;
+  available: number;
+  reserved: number;
+  sold: number;
+}
+
+export interface StockUpdateView {
+  saleId: string;
+  status: SaleStatus;
+  version: number;
+  items: StockLevelView[];
+  at: Date;
+}
+
+/** A sale with the snapshot its status was derived from, so the resolver shows the figures that were compared. */
+export interface SaleStatusView {
+  sale: SaleRow;
+  status: SaleStatus;
+  snapshot: SaleSnapshot;
+}
+
+/** What one read of the sale gives every local listener. `forced` marks a resync after missed events. */
+export interface FeedState {
+  stock: StockUpdateView;
+  status: SaleStatusView;
+  forced: boolean;
+}
+
+export type FeedListener = (state: FeedState) => void;
+
+interface FeedDeps {
+  engine: StockEngine;
+  sales: SalesService;
+  events: SaleEvents;
+  hub: ChannelHub;
+  /** Minimum gap between two reads of one sale on this instance: 100 ms gives at most ~10 events a second. */
+  intervalMs: number;
+  log: Logger;
+}
+
+/**
+ * One sale's local hub on this instance. Events on the sale's channel only say "something
+ * changed"; the feed then reads the whole sale from Redis (one snapshot script call) at most once
+ * per interval and hands that state to every local subscriber. A change that arrives during a
+ * read or inside the interval marks the feed dirty, and a trailing read follows, so the last state
+ * is always delivered however the burst ends.
+ */
+export class SaleFeed {
+  private readonly listeners = new Set<FeedListener>();
+  private itemOrder: string[] = [];
+  private sale!: SaleRow;
+  private dirty = false;
+  private saleDirty = false;
+  private forced = false;
+  private reading: Promise<FeedState | null> | null = null;
+  private lastReadAt = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private unlisten: (() => void) | null = null;
+  private stopped = false;
+
+  constructor(
+    readonly saleId: string,
+    private readonly d: FeedDeps,
+  ) {}
+
+  get size(): number {
+    return this.listeners.size;
+  }
+
+  /** Subscribes to the sale's channel before any read, so no change can fall between the two. */
+  async start(): Promise<void> {
+    this.unlisten = await this.d.hub.listen(this.d.events.channel(this.saleId), (e) => this.onEvent(e));
+    try {
+      this.sale = await this.d.sales.requireSale(this.saleId);
+      const [items] = await this.d.sales.itemsBySaleIds([this.saleId]);
+      this.itemOrder = items.map((i) => i.id);
+    } catch (err) {
+      this.stop();
+      throw err;
+    }
+  }
+
+  add(listener: FeedListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** The current state, sharing a read already in flight. */
+  async current(): Promise<FeedState> {
+    const state = await (this.reading ?? this.read());
+    if (state) return state;
+    // The sale's live state is missing (being rebuilt): SalesService knows how to bring it back or say why not.
+    return this.toState(await this.d.sales.snapshot(this.saleId), false);
+  }
+
+  resync(): void {
+    this.forced = true;
+    this.markDirty();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.unlisten?.();
+    this.unlisten = null;
+    this.listeners.clear();
+  }
+
+  private onEvent(event: SaleEvent): void {
+    if (event.type === 'sale') this.saleDirty = true;
+    if (event.type === 'stock' || event.type === 'sale') this.markDirty();
+  }
+
+  private markDirty(): void {
+    this.dirty = true;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped || this.timer || this.reading || !this.dirty) return;
+    const wait = Math.max(0, this.lastReadAt + this.d.intervalMs - Date.now());
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      // A subscriber's first read may have started meanwhile; its end schedules the next one.
+      if (!this.reading && this.dirty) void this.read();
+    }, wait);
+  }
+
+  private read(): Promise<FeedState | null> {
+    this.dirty = false;
+    const forced = this.forced;
+    this.forced = false;
+    this.lastReadAt = Date.now();
+    const reading = (async () => {
+      try {
+        if (this.saleDirty) {
+          this.saleDirty = false;
+          this.sale = await this.d.sales.requireSale(this.saleId);
+        }
+        const snap = await this.d.engine.snapshot(this.saleId);
+        if (!snap) return null;
+        const state = this.toState(snap, forced);
+        for (const listener of this.listeners) listener(state);
+        return state;
+      } catch (err) {
+        // Redis or PostgreSQL hiccup: keep the change pending and try again on the next tick.
+        this.dirty = true;
+        this.forced ||= forced;
+        this.d.log.warn({ err: String(err), saleId: this.saleId }, 'live read failed');
+        return null;
+      }
+    })();
+    this.reading = reading;
+    void reading.finally(() => {
+      if (this.reading === reading) this.reading = null;
+      this.schedule();
+    });
+    return reading;
+  }
+
+  private toState(snap: SaleSnapshot, forced: boolean): FeedState {
+    const status = deriveStatus(snap);
+    const ids = this.itemOrder.length === snap.items.size ? this.itemOrder : [...snap.items.keys()].sort();
+    const items = ids.map((saleItemId) => {
+      const level = snap.items.get(saleItemId);
+      return { saleItemId, available: level?.available ?? 0, reserved: level?.reserved ?? 0, sold: level?.sold ?? 0 };
+    });
+    return {
+      stock: { saleId: this.saleId, status, version: snap.version, items, at: new Date(snap.now) },
+      status: { sale: this.sale, status, snapshot: snap },
+      forced,
+    };
+  }
+}
+
+/** This instance's feeds, one per sale that has local subscribers; a feed lives as long as they do. */
+export class SaleFeeds {
+  private readonly feeds = new Map<string, Promise<SaleFeed>>();
+  private readonly stopResync: () => void;
+
+  constructor(private readonly d: FeedDeps) {
+    this.stopResync = d.hub.onResync(() => {
+      for (const feed of this.feeds.values()) void feed.then((f) => f.resync(), () => undefined);
+    });
+  }
+
+  /** Joins the sale's feed; the returned function leaves it, and the last to leave stops it. */
+  async join(saleId: string, listener: FeedListener): Promise<{ feed: SaleFeed; leave: () => void }> {
+    let pending = this.feeds.get(saleId);
+    if (!pending) {
+      const feed = new SaleFeed(saleId, this.d);
+      pending = feed.start().then(() => feed);
+      this.feeds.set(saleId, pending);
+      pending.catch(() => {
+        if (this.feeds.get(saleId) === pending) this.feeds.delete(saleId);
+      });
+    }
+    const feed = await pending;
+    // The last subscriber may have left (and stopped the feed) while this one waited for its start.
+    if (this.feeds.get(saleId) !== pending) return this.join(saleId, listener);
+    const remove = feed.add(listener);
+    const current = pending;
+    return {
+      feed,
+      leave: () => {
+        remove();
+        if (feed.size > 0 || this.feeds.get(saleId) !== current) return;
+        this.feeds.delete(saleId);
+        feed.stop();
+      },
+    };
+  }
+
+  close(): void {
+    this.stopResync();
+    for (const pending of this.feeds.values()) void pending.then((f) => f.stop(), () => undefined);
+    this.feeds.clear();
+  }
+}

@@ -1,0 +1,103 @@
+import { createClient, type Client } from 'graphql-ws';
+import { request } from 'undici';
+import WebSocket from 'ws';
+import { eventually } from './harness.js';
+
+export const STOCK_CHANGED = `subscription($saleId: ID!) { stockChanged(saleId: $saleId) { saleId status version at items { saleItemId available reserved sold } } }`;
+export const SALE_STATUS_CHANGED = `subscription($saleId: ID!) { saleStatusChanged(saleId: $saleId) { id status available items { id available } } }`;
+export const RESERVATION_CHANGED = `subscription($saleId: ID) { reservationChanged(saleId: $saleId) { id status endReason expiresAt quantity saleItem { id available } } }`;
+export const ORDER_CHANGED = `subscription { orderChanged { id status quantity customerId saleItem { id } } }`;
+
+/** A graphql-ws client (Node 20 has no global WebSocket); `closes` records close codes. */
+export function wsClient(baseUrl: string, token?: string): Client & { closes: number[] } {
+  const closes: number[] = [];
+  const client = createClient({
+    url: `${baseUrl.replace(/^http/, 'ws')}/graphql`,
+    webSocketImpl: WebSocket,
+    connectionParams: token ? { authorization: `Bearer ${token}` } : {},
+    retryAttempts: 0,
+    lazy: true,
+    on: { closed: (event) => closes.push((event as { code: number }).code) },
+  });
+  return Object.assign(client, { closes });
+}
+
+export interface Received<T> {
+  at: number;
+  data: T | null;
+  errors?: { message: string; extensions?: Record<string, unknown> }[];
+}
+
+/** Records every event of one subscription with the time it arrived. */
+export class Recorder<T = any> {
+  readonly events: Received<T>[] = [];
+  error: unknown = null;
+  completed = false;
+  private readonly dispose: () => void;
+
+  constructor(client: Client, query: string, variables: Record<string, unknown> = {}) {
+    this.dispose = client.subscribe<T>(
+      { query, variables },
+      {
+        next: (r) => this.events.push({ at: Date.now(), data: (r.data ?? null) as T | null, errors: r.errors as Received<T>['errors'] }),
+        error: (e) => (this.error = e),
+        complete: () => (this.completed = true),
+      },
+    );
+  }
+
+  get data(): T[] {
+    return this.events.filter((e) => e.data != null).map((e) => e.data as T);
+  }
+
+  last(): T | undefined {
+    return this.data.at(-1);
+  }
+
+  /** Waits for an event matching `match` and returns it. */
+  async waitFor(match: (data: T) => boolean, timeoutMs = 5000): Promise<Received<T>> {
+    return eventually(async () => this.events.find((e) => e.data != null && match(e.data as T)) ?? null, timeoutMs, 10);
+  }
+
+  /** Waits until the subscription failed or completed with errors; returns the error payload. */
+  async refusal(timeoutMs = 5000): Promise<{ message: string; extensions?: Record<string, unknown> }[]> {
+    return eventually(async () => {
+      if (Array.isArray(this.error)) return this.error as { message: string; extensions?: Record<string, unknown> }[];
+      const withErrors = this.events.find((e) => e.errors?.length);
+      return withErrors?.errors ?? null;
+    }, timeoutMs, 10);
+  }
+
+  stop(): void {
+    this.dispose();
+  }
+}
+
+/** Opens a subscription over Yoga's SSE and returns its first `next` payload. */
+export async function firstSseEvent(baseUrl: string, query: string, variables: Record<string, unknown>, token?: string): Promise<any> {
+  const controller = new AbortController();
+  const res = await request(`${baseUrl}/graphql`, {
+    method: 'POST',
+    signal: controller.signal,
+    body: JSON.stringify({ query, variables }),
+    headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+  });
+  if (!String(res.headers['content-type']).startsWith('text/event-stream')) throw new Error(`not an event stream: ${res.statusCode} ${await res.body.text()}`);
+  let buffer = '';
+  try {
+    for await (const chunk of res.body) {
+      buffer += chunk.toString();
+      for (;;) {
+        const end = buffer.indexOf('\n\n');
+        if (end < 0) break;
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('\n');
+        if (data && !/^event:\s*complete/m.test(block)) return JSON.parse(data);
+      }
+    }
+  } finally {
+    controller.abort();
+  }
+  throw new Error('the event stream ended without an event');
+}
