@@ -13,6 +13,8 @@ export type ViewerListener = (change: ViewerChange) => void;
  * streams are not tied to one sale (orderChanged has no saleId), so the instance listens to every
  * sale's channel through one pattern subscription, held only while a viewer stream is open, and
  * reads each changed reservation or order once however many of the customer's streams are open.
+ * After the pub/sub connection returns, each connected customer's reservations and latest order
+ * are read again and delivered, since their events may have been lost meanwhile.
  */
 export class ViewerFeed {
   private readonly byCustomer = new Map<string, Set<ViewerListener>>();
@@ -26,7 +28,11 @@ export class ViewerFeed {
     private readonly reservations: ReservationReader,
     private readonly orders: OrderStore,
     private readonly log: Logger,
-  ) {}
+  ) {
+    hub.onResync(() => {
+      for (const customerId of this.byCustomer.keys()) this.chain(customerId, () => this.resync(customerId));
+    });
+  }
 
   /** Resolves once the pattern subscription is confirmed, so the caller can read the current state safely. */
   async join(customerId: string, listener: ViewerListener): Promise<() => void> {
@@ -57,12 +63,29 @@ export class ViewerFeed {
   private enqueue(event: SaleEvent): void {
     if (event.type !== 'reservation' && event.type !== 'order') return;
     if (!this.byCustomer.has(event.customerId)) return;
-    const customerId = event.customerId;
-    const next = (this.chains.get(customerId) ?? Promise.resolve()).then(() => this.deliver(event));
+    this.chain(event.customerId, () => this.deliver(event));
+  }
+
+  private chain(customerId: string, task: () => Promise<void>): void {
+    const next = (this.chains.get(customerId) ?? Promise.resolve()).then(task);
     this.chains.set(customerId, next);
     void next.then(() => {
       if (this.chains.get(customerId) === next) this.chains.delete(customerId);
     });
+  }
+
+  private async resync(customerId: string): Promise<void> {
+    if (!this.byCustomer.has(customerId)) return;
+    try {
+      const [reservations, orders] = await Promise.all([this.reservations.ofCustomer(customerId, null), this.orders.ofCustomer(customerId, { first: 1 })]);
+      const changes: ViewerChange[] = [
+        ...reservations.reverse().map((reservation) => ({ kind: 'reservation' as const, reservation })),
+        ...orders.nodes.map((order) => ({ kind: 'order' as const, order })),
+      ];
+      for (const listener of this.byCustomer.get(customerId) ?? []) for (const change of changes) listener(change);
+    } catch (err) {
+      this.log.warn({ err: String(err) }, 'viewer resync failed');
+    }
   }
 
   private async deliver(event: Extract<SaleEvent, { type: 'reservation' | 'order' }>): Promise<void> {
