@@ -23,6 +23,11 @@ afterAll(async () => {
   await t?.close();
 });
 
+async function openSubscriptions(field: string): Promise<number> {
+  const text = await t.client.agent.request({ origin: t.app.url, path: '/metrics', method: 'GET' }).then((r) => r.body.text());
+  return Number(new RegExp(`flashsale_subscriptions_open\\{field="${field}"\\} (\\d+)`).exec(text)?.[1]);
+}
+
 async function buy(saleItemId: string, customer: string, quantity = 1) {
   const r = await t.client.gql(PURCHASE, { input: { saleItemId, quantity, idempotencyKey: `k-${customer}` } }, await t.token(customer));
   return r.data?.purchase;
@@ -80,9 +85,7 @@ describe('saleStatusChanged', () => {
     await eventually(async () => subs.every((s) => s.events.length >= 1), 20_000, 50);
     expect(subs.every((s) => s.data[0]?.saleStatusChanged.status === 'ACTIVE')).toBe(true);
 
-    const metrics = await t.client.agent.request({ origin: t.app.url, path: '/metrics', method: 'GET' }).then((r) => r.body.text());
-    const open = Number(/flashsale_subscriptions_open\{field="saleStatusChanged"\} (\d+)/.exec(metrics)?.[1]);
-    expect(open).toBeGreaterThanOrEqual(1000);
+    expect(await openSubscriptions('saleStatusChanged')).toBeGreaterThanOrEqual(1000);
 
     await buy(itemIds[0], 'so-1', 2);
     await buy(itemIds[0], 'so-2', 2);
@@ -95,10 +98,7 @@ describe('saleStatusChanged', () => {
     // Each subscriber saw each status once.
     expect(subs.every((s) => s.data.map((d) => d.saleStatusChanged.status).join() === 'ACTIVE,SOLD_OUT')).toBe(true);
     subs.forEach((s) => s.stop());
-    await eventually(async () => {
-      const text = await t.client.agent.request({ origin: t.app.url, path: '/metrics', method: 'GET' }).then((r) => r.body.text());
-      return Number(/flashsale_subscriptions_open\{field="saleStatusChanged"\} (\d+)/.exec(text)?.[1]) === 0;
-    }, 5000);
+    await eventually(async () => (await openSubscriptions('saleStatusChanged')) === 0, 5000);
   });
 });
 
@@ -186,12 +186,15 @@ describe('WebSocket transport', () => {
 describe('SSE', () => {
   it('serves a subscription over text/event-stream with the current state first', async () => {
     const { saleId, itemIds } = await createSale(t, { stock: 7 });
+    const openBefore = await openSubscriptions('stockChanged');
     const event = await firstSseEvent(t.app.url, STOCK_CHANGED, { saleId });
     expect(event.data.stockChanged).toMatchObject({ saleId, status: 'ACTIVE', items: [{ saleItemId: itemIds[0], available: 7, reserved: 0, sold: 0 }] });
     const unknown = await firstSseEvent(t.app.url, STOCK_CHANGED, { saleId: 'no-such-sale' });
     expect(unknown.errors[0].extensions.code).toBe('NOT_FOUND');
     const refused = await firstSseEvent(t.app.url, RESERVATION_CHANGED, { saleId });
     expect(refused.errors[0].extensions.code).toBe('UNAUTHENTICATED');
+    // A client that goes away ends its stream (no leaked listeners).
+    await eventually(async () => (await openSubscriptions('stockChanged')) === openBefore, 3000);
   });
 });
 
