@@ -36,15 +36,16 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   const { db, pool } = createDb(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
   await migrateToLatest(db);
 
-  const redis = createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, 'flashsale');
-  const publisher = createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, 'flashsale-pub');
+  const redisError = (err: Error, connection: string) => log.warn({ err: err.message, connection }, 'redis connection error');
+  const redis = createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, 'flashsale', redisError);
+  const publisher = createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, 'flashsale-pub', redisError);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const services = createServices({
     db, redis, publisher, prefix: config.REDIS_PREFIX, jwtSecret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL,
-    jwksIssuer: config.JWT_JWKS_ISSUER, jwksAudience: config.JWT_JWKS_AUDIENCE, jwksAllowAdmin: config.JWT_JWKS_ALLOW_ADMIN,
+    jwksIssuer: config.JWT_JWKS_ISSUER, jwksAudience: config.JWT_JWKS_AUDIENCE, jwksAllowAdmin: config.JWT_JWKS_ALLOW_ADMIN, confirmWindowMs: config.CONFIRM_WINDOW_MS,
     registry, log, dataKeys: [config.DATA_KEY],
-    createSubscriber: (name) => createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, name), liveStockIntervalMs: config.LIVE_STOCK_INTERVAL_MS,
+    createSubscriber: (name) => createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, name, redisError), liveStockIntervalMs: config.LIVE_STOCK_INTERVAL_MS,
   });
 
   const seedWanted = config.SEED_SAMPLE_SALE ?? (config.NODE_ENV === 'development');
@@ -115,6 +116,8 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     workers.push(
       new Repeater('hold-sweeper', config.SWEEP_INTERVAL_MS, () => services.sweeper.sweepAll(), log),
       new Repeater('ledger-drainer', config.DRAIN_INTERVAL_MS, () => services.ledger.drainAll().then(() => undefined), log),
+      new Repeater('stock-recovery', config.RECOVERY_INTERVAL_MS, () => services.recovery.checkAll(), log),
+      new Repeater('stock-reconciler', config.RECONCILE_INTERVAL_MS, () => services.recovery.reconcile().then(() => undefined), log),
       new Repeater('sale-status-watch', config.STATUS_WATCH_INTERVAL_MS, () => services.live.watch.tick(), log),
     );
   }

@@ -59,6 +59,12 @@ const schema = z
     RATE_LIMIT_BUYING_PER_IP: rateRule.default({ max: 10_000, windowMs: 1000 }),
     /** Proxies in front of us that append to X-Forwarded-For; 0 trusts only the socket's address. */
     TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
+    /** How long a purchase's order commit may take before its hold is resolved against PostgreSQL; also how long a rebuild after Redis data loss waits. */
+    CONFIRM_WINDOW_MS: z.coerce.number().int().min(500).max(60_000).default(10_000),
+    /** How often each instance checks that every current sale is live in Redis (rebuilding lost ones). */
+    RECOVERY_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(1000),
+    /** How often each instance compares units sold in Redis with PostgreSQL (drift metric and log). */
+    RECONCILE_INTERVAL_MS: z.coerce.number().int().min(1000).max(3_600_000).default(30_000),
     SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).max(60000).default(8000),
     /** Subscriptions one WebSocket connection may hold at once; a client needing more is misbehaving. */
     WS_MAX_SUBSCRIPTIONS: z.coerce.number().int().min(1).max(1000).default(20),

@@ -95,6 +95,16 @@ export interface UserTable {
   password_changed_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
 
+export interface StockAdjustmentTable {
+  id: Generated<string>;
+  sale_id: string;
+  sale_item_id: string;
+  delta: number;
+  reason: string;
+  admin_id: string;
+  at: CreatedAt;
+}
+
 export interface Database {
   products: ProductTable;
   sales: SaleTable;
@@ -103,6 +113,7 @@ export interface Database {
   orders: OrderTable;
   stock_events: StockEventTable;
   users: UserTable;
+  stock_adjustments: StockAdjustmentTable;
 }
 
 export type ProductRow = Selectable<ProductTable>;

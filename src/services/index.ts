@@ -16,6 +16,7 @@ import { ReservationReader } from './reservations.js';
 import { SaleEvents } from './sale-events.js';
 import { SalesService } from './sales.js';
 import { StockEngine } from './stock/engine.js';
+import { StockRecovery } from './stock-recovery.js';
 import { SummaryService } from './summary.js';
 import { WaitlistService } from './waitlist.js';
 
@@ -30,6 +31,8 @@ export interface ServiceDeps {
   jwksIssuer?: string;
   jwksAudience?: string;
   jwksAllowAdmin?: boolean;
+  /** How long a confirming hold may wait for its order commit (see StockRecovery). */
+  confirmWindowMs?: number;
   registry: Registry;
   log: Logger;
   /** Base64 32-byte keys; the first seals new values. */
@@ -42,10 +45,11 @@ export interface ServiceDeps {
 
 /** Wires the domain services; the only place that knows how they depend on each other. */
 export function createServices(d: ServiceDeps) {
-  const engine = new StockEngine(d.redis, d.prefix);
+  const engine = new StockEngine(d.redis, d.prefix, d.confirmWindowMs);
   const events = new SaleEvents(d.publisher, d.prefix, d.log.child({ source: 'events' }));
   const catalog = new CatalogService(d.db);
-  const sales = new SalesService(d.db, engine, events);
+  const recovery = new StockRecovery(d.db, d.redis, engine, events, d.registry, d.log.child({ source: 'recovery' }));
+  const sales = new SalesService(d.db, engine, events, recovery);
   const orders = new OrderStore(d.db);
   const reservations = new ReservationReader(d.db, engine);
   const metrics = new OutcomeMetrics(d.registry);
@@ -65,6 +69,7 @@ export function createServices(d: ServiceDeps) {
     reservations,
     purchases,
     waitlist,
+    recovery,
     summary: new SummaryService(d.db, engine, waitlist),
     ledger: new LedgerDrainer(d.db, d.redis, engine, d.log.child({ source: 'ledger' })),
     sweeper: new HoldSweeper(engine, orders, events, d.log.child({ source: 'sweeper' })),

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { OrderRow } from '../db/types.js';
 import type { Viewer } from './auth.js';
-import { invalidInput, rejected, type ErrorCode, type Rejected } from './errors.js';
+import { invalidInput, rejected, UnavailableError, type ErrorCode, type Rejected } from './errors.js';
 import { newId, saleIdOf } from './ids.js';
 import type { OrderStore } from './orders.js';
 import { ReservationReader, type ReservationView } from './reservations.js';
@@ -49,15 +49,25 @@ export class PurchaseService {
   ) {}
 
   async purchase(viewer: Viewer, input: BuyInput & { delivery?: unknown }): Promise<PurchaseResult> {
-    const result = await this.purchaseInner(viewer, input);
+    const result = await this.purchaseInner(viewer, input).catch((err) => this.unavailable(err));
     this.metrics.outcome('purchase', result.kind === 'Rejected' ? result.code : 'OK');
     return result;
   }
 
   async reserve(viewer: Viewer, input: BuyInput): Promise<ReserveResult> {
-    const result = await this.reserveInner(viewer, input);
+    const result = await this.reserveInner(viewer, input).catch((err) => this.unavailable(err));
     this.metrics.outcome('reserve', result.kind === 'Rejected' ? result.code : 'OK');
     return result;
+  }
+
+  /**
+   * Redis or PostgreSQL failed outside the steps that compensate themselves: nothing was
+   * decided that a retry could double (a hold left behind expires or is resolved), so say retry.
+   */
+  private unavailable(err: unknown): Rejected {
+    this.log.warn({ err: String(err) }, 'buying failed on an unavailable dependency');
+    const retryAfterSeconds = err instanceof UnavailableError ? err.retryAfterSeconds : 2;
+    return rejected('TEMPORARILY_UNAVAILABLE', { retryAfterSeconds });
   }
 
   private async purchaseInner(viewer: Viewer, input: BuyInput & { delivery?: unknown }): Promise<PurchaseResult> {
@@ -114,8 +124,8 @@ export class PurchaseService {
     if (!facts) return rejected('NOT_FOUND', { field: 'input.saleItemId' });
     try {
       await this.sales.snapshot(saleId);
-    } catch {
-      return rejected('TEMPORARILY_UNAVAILABLE', { retryAfterSeconds: 2 });
+    } catch (err) {
+      return this.unavailable(err);
     }
     return this.engine.reserve(saleId, args);
   }
@@ -161,7 +171,14 @@ export class PurchaseService {
       if (outcome.reason === 'KEY_TAKEN') return { kind: 'PurchaseSuccess', order: outcome.existing, replayed: true };
       return rejected('TEMPORARILY_UNAVAILABLE', { retryAfterSeconds: 1 });
     }
-    const confirmed = await this.engine.confirm(saleId, o.reservationId, orderId);
+    let confirmed: Awaited<ReturnType<StockEngine['confirm']>>;
+    try {
+      confirmed = await this.engine.confirm(saleId, o.reservationId, orderId);
+    } catch (err) {
+      // The order is committed, so it is sold: the sweeper (or a rebuild) confirms the hold from it.
+      this.log.warn({ err: String(err), saleId, orderId }, 'confirm after commit failed; left to the sweeper');
+      return { kind: 'PurchaseSuccess', order: outcome.order, replayed: false };
+    }
     if (confirmed.ok === false) {
       // Only possible if the hold was resolved while we were past the deadline: undo the order.
       this.log.error({ saleId, reservationId: o.reservationId, orderId, status: confirmed.status }, 'hold gone after order commit; cancelling the order');

@@ -8,6 +8,7 @@ import { decodeCursor, pageSize, toPage, type Page } from './pagination.js';
 import { deriveStatus, type SaleStatus } from './sale-status.js';
 import type { SaleSnapshot, StockEngine } from './stock/engine.js';
 import type { SaleEvents } from './sale-events.js';
+import type { StockRecovery } from './stock-recovery.js';
 import { zodToBadInput } from './zod-errors.js';
 
 const MAX_STOCK = 10_000_000;
@@ -60,6 +61,7 @@ export class SalesService {
     private readonly db: Db,
     private readonly engine: StockEngine,
     private readonly events: SaleEvents,
+    private readonly recovery: StockRecovery,
   ) {}
 
   async scheduleSale(input: ScheduleSaleInput): Promise<SaleRow> {
@@ -161,7 +163,10 @@ export class SalesService {
     const status = await this.statusOf(sale);
     if (status === 'ENDED' || status === 'CANCELLED') throw badUserInput(`Stock of a ${status} sale cannot be adjusted.`);
     const r = await this.engine.adjust(item.sale_id, saleItemId, delta, reason, adminId);
-    if (!r.ok) {
+    if (r.ok) {
+      // Durable at once: a rebuild after Redis data loss must know every adjustment.
+      await this.db.insertInto('stock_adjustments').values({ sale_id: item.sale_id, sale_item_id: saleItemId, delta, reason, admin_id: adminId }).execute();
+    } else {
       if (r.code === 'INSUFFICIENT_AVAILABLE') throw badUserInput(`Only ${r.available} units are available to remove; held and sold units cannot be taken away.`, 'delta');
       if (r.code === 'NO_SALE') throw new UnavailableError('live stock is being rebuilt');
       throw notFound('sale item');
@@ -209,16 +214,14 @@ export class SalesService {
     return facts;
   }
 
-  /** Live figures, or (for a sale whose Redis state is missing) a rebuild-pending error. */
+  /** Live figures; a sale Redis has lost is rebuilt first (meanwhile: retry later). */
   async snapshot(saleId: string): Promise<SaleSnapshot> {
     const snap = await this.engine.snapshot(saleId);
     if (snap) return snap;
     const sale = await this.requireSale(saleId);
-    const hasHistory = await this.db.selectFrom('stock_events').select('id').where('sale_id', '=', saleId).where('kind', '!=', 'INITIAL').limit(1).executeTakeFirst();
-    if (hasHistory) throw new UnavailableError('live stock of this sale is being rebuilt');
-    await this.goLive(sale);
-    const again = await this.engine.snapshot(saleId);
-    if (!again) throw new UnavailableError('live stock of this sale is being rebuilt');
+    const outcome = await this.recovery.ensureLive(sale);
+    const again = outcome === 'waiting' || outcome === 'busy' ? null : await this.engine.snapshot(saleId);
+    if (!again) throw new UnavailableError('live stock of this sale is being rebuilt', this.recovery.retryAfterSeconds(saleId));
     return again;
   }
 

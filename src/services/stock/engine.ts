@@ -18,6 +18,7 @@ const SCRIPTS = {
   fsInitSale: 'init-sale',
   fsSetSale: 'set-sale',
   fsSnapshot: 'snapshot',
+  fsRebuildSale: 'rebuild-sale',
   fsWaitlistJoin: 'waitlist-join',
   fsWaitlistLeave: 'waitlist-leave',
   fsWaitlistRead: 'waitlist-read',
@@ -38,6 +39,7 @@ declare module 'ioredis' {
     fsInitSale(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsSetSale(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsSnapshot(meta: string): Promise<Raw>;
+    fsRebuildSale(meta: string, payload: string): Promise<Raw>;
     fsWaitlistJoin(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsWaitlistLeave(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsWaitlistRead(meta: string, ...args: (string | number)[]): Promise<Raw>;
@@ -71,6 +73,12 @@ export type ReserveOutcome =
   | { ok: true; reservationId: string; createdAt: number; expiresAt: number; available: number; saleAvailable: number; version: number; ended: EndedHold[] }
   | { ok: 'replay'; reservationId: string; ended: EndedHold[] }
   | EngineReject;
+
+export interface RebuildState {
+  meta: { start: number; end: number; limit: number; hold: number; state: string; wr: 0 | 1 };
+  items: { id: string; init: number; adj: number; sold: number }[];
+  orders: { res: string; item: string; cust: string; qty: number; order: string; key: string | null; cancelled: boolean }[];
+}
 
 export interface ItemLevel {
   available: number;
@@ -296,6 +304,17 @@ export class StockEngine {
       });
     }
     return { entries, sizes };
+  }
+
+  /** Recreates a lost sale from PostgreSQL's facts; false when it is live already. */
+  async rebuildSale(saleId: string, state: RebuildState): Promise<boolean> {
+    const created = await this.redis.fsRebuildSale(this.keys.meta(saleId), JSON.stringify(state));
+    await this.redis.sadd(this.keys.liveSales(), saleId);
+    return created === 1;
+  }
+
+  async isLive(saleId: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.meta(saleId))) === 1;
   }
 
   async counters(saleId: string): Promise<Map<string, number>> {
