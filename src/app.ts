@@ -44,7 +44,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   const services = createServices({
     db, redis, publisher, prefix: config.REDIS_PREFIX, jwtSecret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL,
     jwksIssuer: config.JWT_JWKS_ISSUER, jwksAudience: config.JWT_JWKS_AUDIENCE, jwksAllowAdmin: config.JWT_JWKS_ALLOW_ADMIN, confirmWindowMs: config.CONFIRM_WINDOW_MS,
-    registry, log, dataKeys: [config.DATA_KEY],
+    registry, log, dataKeys: [config.DATA_KEY], admissionTokenSeconds: config.ADMISSION_TOKEN_SECONDS,
     createSubscriber: (name) => createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, name, redisError), liveStockIntervalMs: config.LIVE_STOCK_INTERVAL_MS,
   });
 
@@ -119,6 +119,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       new Repeater('stock-recovery', config.RECOVERY_INTERVAL_MS, () => services.recovery.checkAll(), log),
       new Repeater('stock-reconciler', config.RECONCILE_INTERVAL_MS, () => services.recovery.reconcile().then(() => undefined), log),
       new Repeater('sale-status-watch', config.STATUS_WATCH_INTERVAL_MS, () => services.live.watch.tick(), log),
+      new Repeater('queue-admission', config.QUEUE_ADMIT_INTERVAL_MS, () => services.waitingRoom.advanceAll(), log),
     );
   }
 

@@ -74,6 +74,10 @@ const schema = z
     STATUS_WATCH_INTERVAL_MS: z.coerce.number().int().min(50).max(900).default(200),
     /** Minimum gap between two stock events of one sale per instance (100 ms: at most ~10 a second). */
     LIVE_STOCK_INTERVAL_MS: z.coerce.number().int().min(20).max(5000).default(100),
+    /** How long an admission token (and its waiting-room ticket) stays valid once admitted. */
+    ADMISSION_TOKEN_SECONDS: z.coerce.number().int().min(1).max(3600).default(300),
+    /** How often each instance advances waiting-room admission; reads advance it too. */
+    QUEUE_ADMIT_INTERVAL_MS: z.coerce.number().int().min(20).max(1000).default(200),
   })
   .superRefine((env, ctx) => {
     if (env.NODE_ENV !== 'production') return;

@@ -6,8 +6,9 @@ import './sale.js';
 import './buying.js';
 import './ledger.js';
 import './viewer.js';
-import './subscriptions.js';
 import './waitlist.js';
+import './queue.js';
+import './subscriptions.js';
 import './accounts.js';
 
 export const schema = builder.toSchema({ sortSchema: false });

@@ -18,6 +18,7 @@ import { SalesService } from './sales.js';
 import { StockEngine } from './stock/engine.js';
 import { StockRecovery } from './stock-recovery.js';
 import { SummaryService } from './summary.js';
+import { AdmissionTokens, WaitingRoomService } from './waiting-room.js';
 import { WaitlistService } from './waitlist.js';
 
 export interface ServiceDeps {
@@ -37,6 +38,8 @@ export interface ServiceDeps {
   log: Logger;
   /** Base64 32-byte keys; the first seals new values. */
   dataKeys: string[];
+  /** How long an admission token stays valid once its ticket is admitted. */
+  admissionTokenSeconds?: number;
   /** Opens the instance's pub/sub connection for subscriptions (a subscribed connection can do nothing else). */
   createSubscriber: (connectionName: string) => RedisClient;
   /** Minimum gap between two stock events of one sale per instance. */
@@ -55,7 +58,11 @@ export function createServices(d: ServiceDeps) {
   const metrics = new OutcomeMetrics(d.registry);
   const delivery = new DeliveryVault(d.dataKeys);
   const tokens = new TokenService(d.jwtSecret, d.jwksUrl, { issuer: d.jwksIssuer, audience: d.jwksAudience, allowAdmin: d.jwksAllowAdmin });
-  const purchases = new PurchaseService(engine, sales, orders, reservations, events, metrics, d.log.child({ source: 'purchases' }), delivery.sealer);
+  const waitingRoom = new WaitingRoomService(engine, sales, new AdmissionTokens(d.jwtSecret, d.admissionTokenSeconds ?? 300), d.log.child({ source: 'waiting-room' }));
+  const purchases = new PurchaseService(
+    engine, sales, orders, reservations, events, metrics, d.log.child({ source: 'purchases' }), delivery.sealer,
+    (customerId, saleId, token) => waitingRoom.admitted(customerId, saleId, token),
+  );
   const waitlist = new WaitlistService(engine, sales, events);
   return {
     engine,
@@ -68,6 +75,7 @@ export function createServices(d: ServiceDeps) {
     orders,
     reservations,
     purchases,
+    waitingRoom,
     waitlist,
     recovery,
     summary: new SummaryService(d.db, engine, waitlist),

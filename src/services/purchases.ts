@@ -31,6 +31,10 @@ const POLL_MS = 15;
 export type DeliverySealer = (delivery: unknown, field: string) => { ok: true; sealed: string | null } | { ok: false; rejected: Rejected };
 const noDelivery: DeliverySealer = () => ({ ok: true, sealed: null });
 
+/** Checks an admission token locally (no I/O): the customer's own, for this sale, unexpired. */
+export type AdmissionCheck = (customerId: string, saleId: string, token: string) => Promise<boolean>;
+const noAdmission: AdmissionCheck = async () => false;
+
 /**
  * The buying path: reserve (Lua) → commit the order (PostgreSQL) → confirm (Lua).
  * A failed commit releases the hold at once; a process that dies between the steps leaves a
@@ -46,6 +50,7 @@ export class PurchaseService {
     private readonly metrics: OutcomeMetrics,
     private readonly log: Logger,
     private readonly sealDelivery: DeliverySealer = noDelivery,
+    private readonly admission: AdmissionCheck = noAdmission,
   ) {}
 
   async purchase(viewer: Viewer, input: BuyInput & { delivery?: unknown }): Promise<PurchaseResult> {
@@ -79,7 +84,8 @@ export class PurchaseService {
     const saleId = saleIdOf(saleItemId);
     if (!saleId) return rejected('NOT_FOUND', { field: 'input.saleItemId' });
 
-    const r = await this.reserveWithLiveSale(saleId, { saleItemId, customerId: viewer.id, quantity, idempotencyKey, mutation: 'purchase' });
+    const admitted = await this.isAdmitted(viewer, saleId, parsed.data.admissionToken);
+    const r = await this.reserveWithLiveSale(saleId, { saleItemId, customerId: viewer.id, quantity, idempotencyKey, mutation: 'purchase', admitted });
     if ('kind' in r) return r;
     void this.events.holdsEnded(saleId, r.ended);
     if (r.ok === false) return this.toRejected(r, saleItemId);
@@ -102,7 +108,8 @@ export class PurchaseService {
     const { saleItemId, quantity, idempotencyKey } = parsed.data;
     const saleId = saleIdOf(saleItemId);
     if (!saleId) return rejected('NOT_FOUND', { field: 'input.saleItemId' });
-    const r = await this.reserveWithLiveSale(saleId, { saleItemId, customerId: viewer.id, quantity, idempotencyKey, mutation: 'reserve' });
+    const admitted = await this.isAdmitted(viewer, saleId, parsed.data.admissionToken);
+    const r = await this.reserveWithLiveSale(saleId, { saleItemId, customerId: viewer.id, quantity, idempotencyKey, mutation: 'reserve', admitted });
     if ('kind' in r) return r;
     void this.events.holdsEnded(saleId, r.ended);
     if (r.ok === false) return this.toRejected(r, saleItemId);
@@ -114,6 +121,14 @@ export class PurchaseService {
       if (r.saleAvailable === 0) void this.events.saleChanged(saleId);
     }
     return { kind: 'ReserveSuccess', reservation, replayed: r.ok === 'replay' };
+  }
+
+  /**
+   * Verified before the script runs, locally, so the hot path stays one Redis round trip; the
+   * script itself decides whether the sale needs it (missing or bad tokens answer NOT_ADMITTED).
+   */
+  private isAdmitted(viewer: Viewer, saleId: string, token: string | null | undefined): Promise<boolean> {
+    return token ? this.admission(viewer.id, saleId, token) : Promise.resolve(false);
   }
 
   /** Runs the reserve script; a sale missing from Redis is brought live (or reported unavailable) once. */

@@ -5,7 +5,9 @@ import { SaleKeys } from './keys.js';
 
 const luaDir = new URL('./lua/', import.meta.url);
 const prelude = readFileSync(new URL('prelude.lua', luaDir), 'utf8');
-const script = (name: string) => `${prelude}\n${readFileSync(new URL(`${name}.lua`, luaDir), 'utf8')}`;
+// Waiting-room scripts share a second prelude of their own (queue-prelude.lua).
+const queuePrelude = readFileSync(new URL('queue-prelude.lua', luaDir), 'utf8');
+const script = (name: string) => `${prelude}\n${name.startsWith('queue-') ? `${queuePrelude}\n` : ''}${readFileSync(new URL(`${name}.lua`, luaDir), 'utf8')}`;
 
 const SCRIPTS = {
   fsReserve: 'reserve',
@@ -22,6 +24,11 @@ const SCRIPTS = {
   fsWaitlistJoin: 'waitlist-join',
   fsWaitlistLeave: 'waitlist-leave',
   fsWaitlistRead: 'waitlist-read',
+  fsQueueJoin: 'queue-join',
+  fsQueueTicket: 'queue-ticket',
+  fsQueueAdvance: 'queue-advance',
+  fsQueuePrequeue: 'queue-prequeue',
+  fsQueueShuffle: 'queue-shuffle',
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
@@ -43,6 +50,11 @@ declare module 'ioredis' {
     fsWaitlistJoin(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsWaitlistLeave(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsWaitlistRead(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsQueueJoin(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsQueueTicket(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsQueueAdvance(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsQueuePrequeue(meta: string): Promise<Raw>;
+    fsQueueShuffle(meta: string, ...args: (string | number)[]): Promise<Raw>;
   }
 }
 
@@ -131,6 +143,35 @@ function flatToMap(flat: string[]): Map<string, string> {
   const m = new Map<string, string>();
   for (let i = 0; i < flat.length; i += 2) m.set(flat[i], flat[i + 1]);
   return m;
+}
+
+/** A waiting-room ticket as the queue scripts see it (see queue-prelude.lua). */
+export interface QueueFacts {
+  kind: 'NONE' | 'PENDING' | 'QUEUED';
+  /** Place in the queue, 1..seq; 0 while PENDING. */
+  score: number;
+  /** Tickets with score <= upto are admitted. */
+  upto: number;
+  admittedAt: number | null;
+  now: number;
+  saleAvailable: number;
+  /** HELD and CONFIRMING holds of the sale: units that may still come back. */
+  holds: number;
+  /** 'SHUFFLE' when the sale has started and its pre-queue still needs its order. */
+  advance: 'WAIT' | 'SHUFFLE' | 'OK';
+}
+
+export type QueueRead = { ok: true; facts: QueueFacts } | { ok: false; code: 'NO_SALE' | 'NO_WAITING_ROOM' | 'SALE_CANCELLED' | 'SALE_ENDED' };
+
+function parseQueueRead(r: Raw): QueueRead {
+  if (r[0] !== 'OK') return { ok: false, code: r[1] };
+  return {
+    ok: true,
+    facts: {
+      kind: r[1], score: Number(r[2]), upto: Number(r[3]), admittedAt: Number(r[4]) > 0 ? Number(r[4]) : null, now: Number(r[5]),
+      saleAvailable: Number(r[6]), holds: Number(r[7]), advance: r[8],
+    },
+  };
 }
 
 /**
@@ -324,5 +365,32 @@ export class StockEngine {
 
   async liveSaleIds(): Promise<string[]> {
     return this.redis.smembers(this.keys.liveSales());
+  }
+
+  /** Takes a waiting-room ticket for the customer, or returns the one they hold. */
+  async queueJoin(saleId: string, customerId: string, admitPerSecond: number): Promise<QueueRead> {
+    return parseQueueRead(await this.redis.fsQueueJoin(this.keys.meta(saleId), customerId, admitPerSecond));
+  }
+
+  /** The customer's ticket (kind 'NONE' without one), admission advanced to this moment first. */
+  async queueTicket(saleId: string, customerId: string, admitPerSecond: number): Promise<QueueRead> {
+    return parseQueueRead(await this.redis.fsQueueTicket(this.keys.meta(saleId), customerId, admitPerSecond));
+  }
+
+  async queueAdvance(saleId: string, admitPerSecond: number) {
+    const [status, upto, seq] = await this.redis.fsQueueAdvance(this.keys.meta(saleId), admitPerSecond);
+    return { status: status as 'NO_SALE' | 'NO_WAITING_ROOM' | 'FINISHED' | 'WAIT' | 'SHUFFLE' | 'OK', upto: Number(upto), seq: Number(seq) };
+  }
+
+  /** The frozen pre-queue of a started sale, or why there is none to shuffle. */
+  async queuePrequeue(saleId: string): Promise<{ status: 'OK'; members: string[] } | { status: 'DONE' | 'WAIT' | 'NO_SALE' }> {
+    const r = await this.redis.fsQueuePrequeue(this.keys.meta(saleId));
+    return r[0] === 'OK' ? { status: 'OK', members: r[1] } : { status: r[0] };
+  }
+
+  /** Writes the pre-queue's order (first customer first), unless some call already did. */
+  async queueShuffle(saleId: string, order: readonly string[]): Promise<'OK' | 'DONE' | 'STALE' | 'WAIT' | 'NO_SALE'> {
+    const r = await this.redis.fsQueueShuffle(this.keys.meta(saleId), ...order);
+    return r[0];
   }
 }
