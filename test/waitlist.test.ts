@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, startTestServer, type TestServer } from './support/harness.js';
 import { createSale } from './support/fixtures.js';
 import { CONFIRM, PURCHASE, RESERVE, SALE_ITEM } from './support/operations.js';
+import { Recorder, wsClient } from './support/live.js';
 
 const JOIN = /* GraphQL */ `mutation JoinWaitlist($item: ID!, $q: Int! = 1) { joinWaitlist(saleItemId: $item, quantity: $q) {
   __typename
@@ -22,7 +23,7 @@ const mine = async (token: string, saleId: string) => (await t.client.gql(MY_WAI
 
 describe('waitlist', () => {
   it('offers freed units to the first waitlisted customers, in join order, while a storm of others gets SOLD_OUT; unconfirmed offers lapse to the next', async () => {
-    const { saleId, itemIds } = await createSale(t, { stock: 10, holdSeconds: 4, perUserLimit: 2 });
+    const { saleId, itemIds } = await createSale(t, { stock: 10, holdSeconds: 7, perUserLimit: 2 });
     const item = itemIds[0];
     const early = await t.token('early-bird');
     expect((await t.client.gql(JOIN, { item }, early)).data.joinWaitlist).toMatchObject({ __typename: 'Rejected', code: 'WAITLIST_CLOSED', available: 10 });
@@ -31,7 +32,7 @@ describe('waitlist', () => {
     for (const [i, tok] of holders.entries()) {
       expect((await t.client.gql(RESERVE, { input: { saleItemId: item, idempotencyKey: `h${i}` } }, tok)).data.reserve.__typename).toBe('ReserveSuccess');
     }
-    const holdsExpireAt = Date.now() + 4000;
+    const holdsExpireAt = Date.now() + 7000;
     expect(await level(item)).toMatchObject({ available: 0, reserved: 10 });
 
     const waiters = await Promise.all(Array.from({ length: 50 }, (_, i) => t.token(`waiter-${i}`)));
@@ -66,7 +67,7 @@ describe('waitlist', () => {
     expect(summary.data.saleSummary.waitlistSize).toBe(40);
 
     // Nobody confirms: the offers lapse and go to the next ten, in order.
-    await eventually(async () => (await mine(waiters[19], saleId))[0]?.status === 'OFFERED', 7000);
+    await eventually(async () => (await mine(waiters[19], saleId))[0]?.status === 'OFFERED', 10_000);
     for (let i = 0; i < 10; i++) expect(await mine(waiters[i], saleId)).toEqual([]);
     for (let i = 10; i < 20; i++) expect((await mine(waiters[i], saleId))[0].status).toBe('OFFERED');
     expect((await mine(waiters[20], saleId))[0]).toMatchObject({ status: 'WAITING', position: 1 });
@@ -129,5 +130,54 @@ describe('waitlist', () => {
     expect((await mine(w2, saleId))[0].status).toBe('OFFERED');
     expect(await level(item)).toMatchObject({ available: 0, reserved: 2, sold: 0 });
     await eventually(async () => (await t.app.services.ledger.sumOf(item)) === 0);
+  });
+});
+
+describe('waitlistChanged', () => {
+  const WAITLIST_CHANGED = /* GraphQL */ `subscription WaitlistChanged($sale: ID!) { waitlistChanged(saleId: $sale) { id status position offer { id status expiresAt } } }`;
+
+  it('pushes the current entry, position moves (throttled), and the offer at once', async () => {
+    const { saleId, itemIds } = await createSale(t, { stock: 1, holdSeconds: 3 });
+    const item = itemIds[0];
+    await t.client.gql(RESERVE, { input: { saleItemId: item, idempotencyKey: 'h' } }, await t.token('wl-holder'));
+    const holdEndsAt = Date.now() + 3000;
+    const w = await Promise.all(['wl-a', 'wl-b', 'wl-c'].map((s) => t.token(s)));
+    for (const tok of w) await t.client.gql(JOIN, { item }, tok);
+
+    const clients = [wsClient(t.app.url, w[0]), wsClient(t.app.url, w[2])];
+    const [first, third] = clients.map((c) => new Recorder(c, WAITLIST_CHANGED, { sale: saleId }));
+    try {
+      await first.waitFor((d: any) => d.waitlistChanged.status === 'WAITING' && d.waitlistChanged.position === 1);
+      await third.waitFor((d: any) => d.waitlistChanged.position === 3);
+
+      // Someone ahead leaves: the third customer moves up, told within the ~2 s throttle.
+      const leftAt = Date.now();
+      await t.client.gql(LEAVE, { item }, w[1]);
+      const moved = await third.waitFor((d: any) => d.waitlistChanged.position === 2, 4000);
+      expect(moved.at - leftAt).toBeLessThan(3000);
+
+      // The hold expires: the head gets its offer at once, with the reservation to confirm.
+      const offered = await first.waitFor((d: any) => d.waitlistChanged.status === 'OFFERED', 6000);
+      expect(offered.at - holdEndsAt).toBeLessThan(2000);
+      expect((offered.data as any).waitlistChanged.offer).toMatchObject({ status: 'HELD' });
+      await third.waitFor((d: any) => d.waitlistChanged.position === 1, 4000);
+      expect(first.error).toBeNull();
+    } finally {
+      for (const c of clients) await c.dispose();
+    }
+  });
+
+  it('refuses a subscription without a token', async () => {
+    const { saleId } = await createSale(t, { stock: 1 });
+    const client = wsClient(t.app.url);
+    const r = new Recorder(client, WAITLIST_CHANGED, { sale: saleId });
+    try {
+      await eventually(async () => r.error || r.events.find((e) => e.errors), 4000);
+      const code = (r.events.find((e) => e.errors)?.errors?.[0].extensions?.code) ?? (Array.isArray(r.error) ? (r.error as any)[0]?.extensions?.code : undefined);
+      expect(code).toBe('UNAUTHENTICATED');
+      expect(r.data).toEqual([]);
+    } finally {
+      await client.dispose();
+    }
   });
 });

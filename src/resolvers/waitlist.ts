@@ -1,6 +1,6 @@
 import type { Context } from '../schema/context.js';
 import type { Viewer } from '../services/auth.js';
-import { notFound } from '../services/errors.js';
+import { notFound, unauthenticated } from '../services/errors.js';
 import type { WaitlistEntryView } from '../services/waitlist.js';
 import { assertId } from '../services/validation.js';
 
@@ -21,4 +21,11 @@ export async function saleItemOf(e: WaitlistEntryView, ctx: Context) {
 }
 export function offerOf(e: WaitlistEntryView, ctx: Context) {
   return e.offerId ? ctx.services.reservations.byId(e.offerId) : null;
+}
+
+/** Viewer streams are refused before they open (scope-auth checks each event, too late). */
+export function changes(saleId: string, ctx: Context) {
+  if (!ctx.viewer) throw unauthenticated(ctx.authError ?? undefined);
+  assertId(saleId, 'saleId');
+  return ctx.services.live.waitlistChanged(ctx.viewer, saleId);
 }

@@ -43,3 +43,14 @@ builder.mutationFields((t) => ({
 builder.objectField(Customer, 'waitlist', (t) =>
   t.field({ type: [WaitlistEntry], args: { saleId: t.arg.id() }, resolve: (v, a, ctx) => waitlist.entriesOf(v, a.saleId, ctx) }),
 );
+
+builder.subscriptionFields((t) => ({
+  waitlistChanged: t.field({
+    type: WaitlistEntry,
+    description: "The viewer's waitlist entries of this sale: positions (at most every ~2 s) and offers (at once).",
+    authScopes: { customer: true },
+    args: { saleId: t.arg.id({ required: true }) },
+    subscribe: (_r, a, ctx) => waitlist.changes(a.saleId, ctx),
+    resolve: (e) => e,
+  }),
+}));

@@ -8,19 +8,21 @@ import type { ReservationReader, ReservationView } from '../reservations.js';
 import type { SaleEvents } from '../sale-events.js';
 import type { SalesService } from '../sales.js';
 import type { StockEngine } from '../stock/engine.js';
+import type { WaitlistEntryView, WaitlistService } from '../waitlist.js';
 import { ChannelHub } from './channel-hub.js';
 import { LiveStream } from './live-stream.js';
 import { SaleFeeds, type FeedState } from './sale-feed.js';
 import { SaleStatusWatch } from './sale-status-watch.js';
 import { ViewerFeed } from './viewer-feed.js';
 
-export type LiveField = 'stockChanged' | 'saleStatusChanged' | 'reservationChanged' | 'orderChanged';
+export type LiveField = 'stockChanged' | 'saleStatusChanged' | 'reservationChanged' | 'orderChanged' | 'waitlistChanged';
 
 export interface LiveDeps {
   engine: StockEngine;
   sales: SalesService;
   reservations: ReservationReader;
   orders: OrderStore;
+  waitlist: WaitlistService;
   events: SaleEvents;
   /** The instance's dedicated pub/sub connection; opened on the first subscription. */
   createSubscriber: (connectionName: string) => RedisClient;
@@ -56,7 +58,7 @@ export class LiveService {
     this.viewers = new ViewerFeed(this.hub, `${globEscape(d.prefix)}events:*`, d.reservations, d.orders, d.log);
     this.watch = new SaleStatusWatch(d.engine, d.redis, d.events, d.log.child({ part: 'status-watch' }));
     this.gauge = new Gauge({ name: 'flashsale_subscriptions_open', help: 'open GraphQL subscriptions on this instance, by field', labelNames: ['field'], registers: [d.registry] });
-    for (const field of ['stockChanged', 'saleStatusChanged', 'reservationChanged', 'orderChanged'] as const) this.gauge.set({ field }, 0);
+    for (const field of ['stockChanged', 'saleStatusChanged', 'reservationChanged', 'orderChanged', 'waitlistChanged'] as const) this.gauge.set({ field }, 0);
   }
 
   /** The sale's stock: the current state, then coalesced changes with every item and a rising version. */
@@ -121,6 +123,55 @@ export class LiveService {
       }
       return leave;
     });
+  }
+
+  /**
+   * The viewer's waitlist entries of a sale: the WAITING and OFFERED ones first, then their
+   * changes. An offer (or any change of the viewer's own entry) comes at once; position moves
+   * caused by others are read at most every `positionEveryMs` per stream, and sent only if moved.
+   */
+  waitlistChanged(viewer: Viewer, saleId: string, positionEveryMs = 2000): Promise<LiveStream<WaitlistEntryView>> {
+    const sent = new Map<string, string>();
+    const accept = (e: WaitlistEntryView) => {
+      const seen = `${e.status}|${e.position}|${e.offerId ?? ''}`;
+      if (sent.get(e.id) === seen) return false;
+      sent.set(e.id, seen);
+      return true;
+    };
+    return this.open<WaitlistEntryView>('waitlistChanged', async (stream) => {
+      let chain = Promise.resolve();
+      const lastRead = new Map<string, number>();
+      const pending = new Map<string, NodeJS.Timeout>();
+      const read = (itemId: string) => {
+        lastRead.set(itemId, Date.now());
+        chain = chain
+          .then(() => this.d.waitlist.entry(saleId, itemId, viewer.id))
+          .then((e) => { if (e) stream.push(e, e.id); })
+          .catch((err) => this.d.log.warn({ err: String(err) }, 'waitlist read failed'));
+      };
+      const leave = await this.viewers.join(viewer.id, (change) => {
+        if (change.kind !== 'waitlist' || change.saleId !== saleId) return;
+        if (change.targeted) return read(change.saleItemId);
+        if (pending.has(change.saleItemId)) return;
+        const wait = Math.max(0, (lastRead.get(change.saleItemId) ?? 0) + positionEveryMs - Date.now());
+        pending.set(change.saleItemId, setTimeout(() => {
+          pending.delete(change.saleItemId);
+          read(change.saleItemId);
+        }, wait));
+      });
+      const stop = () => {
+        for (const t of pending.values()) clearTimeout(t);
+        leave();
+      };
+      try {
+        const current = await this.d.waitlist.entriesOf(viewer.id, saleId);
+        stream.prime(current.map((e) => ({ key: e.id, value: e })));
+      } catch (err) {
+        stop();
+        throw err;
+      }
+      return stop;
+    }, accept);
   }
 
   /** Open streams on this instance (all fields). */

@@ -5,7 +5,11 @@ import type { ReservationReader, ReservationView } from '../reservations.js';
 import type { SaleEvent } from '../sale-events.js';
 import type { ChannelHub } from './channel-hub.js';
 
-export type ViewerChange = { kind: 'reservation'; reservation: ReservationView } | { kind: 'order'; order: OrderRow };
+export type ViewerChange =
+  | { kind: 'reservation'; reservation: ReservationView }
+  | { kind: 'order'; order: OrderRow }
+  /** `targeted`: the customer's own entry changed; otherwise positions moved on the item. */
+  | { kind: 'waitlist'; saleId: string; saleItemId: string; targeted: boolean };
 export type ViewerListener = (change: ViewerChange) => void;
 
 /**
@@ -61,6 +65,13 @@ export class ViewerFeed {
   }
 
   private enqueue(event: SaleEvent): void {
+    if (event.type === 'waitlist') {
+      // Entries are read by the waitlist stream itself (throttled for position moves).
+      const targets = event.customerId === null ? [...this.byCustomer.keys()] : this.byCustomer.has(event.customerId) ? [event.customerId] : [];
+      const change = { kind: 'waitlist' as const, saleId: event.saleId, saleItemId: event.saleItemId, targeted: event.customerId !== null };
+      for (const customerId of targets) for (const listener of this.byCustomer.get(customerId) ?? []) listener(change);
+      return;
+    }
     if (event.type !== 'reservation' && event.type !== 'order') return;
     if (!this.byCustomer.has(event.customerId)) return;
     this.chain(event.customerId, () => this.deliver(event));
