@@ -11,6 +11,7 @@ import type { Context } from './schema/context.js';
 import { schema } from './schema/index.js';
 import { createLoaders } from './schema/loaders.js';
 import { errorCodes, maskError } from './server/error-codes.js';
+import { graphiqlOptions } from './server/graphiql-examples.js';
 import { RateCounter, rateLimit, rateLimitsFromConfig } from './server/rate-limit.js';
 import { Repeater } from './server/repeater.js';
 import { attachWebSocket } from './server/websocket.js';
@@ -56,7 +57,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
 
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema,
-    graphiql: config.GRAPHIQL ?? config.NODE_ENV !== 'production',
+    graphiql: graphiqlOptions(config.GRAPHIQL ?? config.NODE_ENV !== 'production'),
     landingPage: false,
     logging: log.child({ source: 'yoga' }),
     maskedErrors: { maskError },

@@ -1,0 +1,49 @@
+import type { GraphiQLOptions } from 'graphql-yoga';
+
+/**
+ * The document a first-time visitor finds in GraphiQL: the three things one does with this API
+ * (browse sales, buy, watch stock live). Each operation is named, so GraphiQL's run button offers
+ * a choice; the variables editor shows what to paste where.
+ */
+export const EXAMPLE_OPERATIONS = /* GraphQL */ `# Flash-sale API: pick an operation with the run button.
+# Buying needs a token: run \`npm run token -- alice\` and put it in the Headers tab.
+
+query Sales {
+  sales(first: 10) {
+    edges {
+      node {
+        id
+        name
+        status
+        startsAt
+        endsAt
+        available
+        items { id priceCents available reserved sold product { name } }
+      }
+    }
+  }
+}
+
+# Copy an item id from Sales into the variables: { "item": "<sale item id>" }
+mutation Buy($item: ID!) {
+  purchase(input: { saleItemId: $item, quantity: 1, idempotencyKey: "graphiql-first-try" }) {
+    __typename
+    ... on PurchaseSuccess { replayed order { id quantity totalCents status } }
+    ... on Rejected { code message available retryAfterSeconds }
+  }
+}
+
+# Live stock of one sale ({ "sale": "<sale id>" }): the current state first, then every change.
+subscription WatchStock($sale: ID!) {
+  stockChanged(saleId: $sale) { saleId status version items { saleItemId available reserved sold } }
+}
+`;
+
+/** What the Headers tab starts with: where a token comes from, in the shape the server reads. */
+export const EXAMPLE_HEADERS = JSON.stringify({ Authorization: 'Bearer <run: npm run token -- alice>' }, null, 2);
+
+/** Yoga's `graphiql` option: the examples when GraphiQL is on, nothing at all when it is off. */
+export function graphiqlOptions(enabled: boolean): GraphiQLOptions | false {
+  if (!enabled) return false;
+  return { title: 'Flash-sale API', defaultQuery: EXAMPLE_OPERATIONS, headers: EXAMPLE_HEADERS };
+}
