@@ -67,15 +67,15 @@ export function reportMarkdown(r: BenchReport): string {
   const lines: string[] = [];
   lines.push(`# Bench results`, '');
   lines.push(`${r.startedAt} → ${r.finishedAt}; ${r.machine.cpus} × ${r.machine.cpuModel}, Node ${r.machine.node}; server WORKERS=${r.options.workers}; server, Redis, PostgreSQL and load generator on this one machine.`, '');
-  lines.push('| scenario | completed | s | per s | p50 ms | p95 ms | p99 ms | max ms | RSS MB before / peak / after | outcomes |');
-  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |');
+  lines.push('| scenario | completed | s | per s | p50 ms | p95 ms | p99 ms | max ms | server CPU ms/req | RSS MB before / peak / after | outcomes |');
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |');
   for (const s of r.scenarios) {
     if (s.skipped) {
-      lines.push(`| ${s.name} | skipped: ${s.skipped} | | | | | | | | |`);
+      lines.push(`| ${s.name} | skipped: ${s.skipped} | | | | | | | | | |`);
       continue;
     }
     const rss = s.rssMb ? `${s.rssMb.before} / ${s.rssMb.during} / ${s.rssMb.after}` : '';
-    lines.push(`| ${s.name} | ${s.latency.count} | ${s.seconds} | ${s.throughput} | ${s.latency.p50} | ${s.latency.p95} | ${s.latency.p99} | ${s.latency.max} | ${rss} | ${codesText(s.codes)}${s.dropped ? `, dropped ${s.dropped}` : ''} |`);
+    lines.push(`| ${s.name} | ${s.latency.count} | ${s.seconds} | ${s.throughput} | ${s.latency.p50} | ${s.latency.p95} | ${s.latency.p99} | ${s.latency.max} | ${s.serverCpuMsPerRequest ?? ''} | ${rss} | ${codesText(s.codes)}${s.dropped ? `, dropped ${s.dropped}` : ''} |`);
   }
   lines.push('');
   if (r.purchaseToCeilingRatio !== null) lines.push(`Closed-loop purchase path / bare ceiling: **${r.purchaseToCeilingRatio}**.`, '');

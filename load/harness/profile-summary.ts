@@ -20,6 +20,8 @@ export interface ProfileSummary {
   idleMs: number;
   byFunction: { name: string; selfMs: number; share: number }[];
   byPackage: { name: string; selfMs: number; share: number }[];
+  /** Time with the function anywhere on the stack (callees included), for the biggest ones. */
+  inclusive: { name: string; ms: number; share: number }[];
 }
 
 /** Where a url's code comes from: a package in node_modules, our src/, node internals, or GC. */
@@ -56,7 +58,25 @@ export function summarizeProfile(profile: CpuProfile, top = 25): ProfileSummary 
   const rank = (m: Map<string, number>) =>
     [...m].filter(([k]) => k !== '(idle)' && !k.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, top)
       .map(([name, ms]) => ({ name, selfMs: Math.round(ms), share: Math.round((ms / busy) * 1000) / 10 }));
-  return { totalMs: Math.round(total), idleMs: Math.round(idle), byFunction: rank(fn), byPackage: rank(pkg) };
+  return { totalMs: Math.round(total), idleMs: Math.round(idle), byFunction: rank(fn), byPackage: rank(pkg), inclusive: inclusiveTimes(profile, byId, busy, top) };
+}
+
+function inclusiveTimes(profile: CpuProfile, byId: Map<number, ProfileNode>, busy: number, top: number) {
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const key = (n: ProfileNode) => `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/src\//, 'src/')}:${n.callFrame.lineNumber + 1}`;
+  const acc = new Map<string, number>();
+  for (let i = 0; i < profile.samples.length; i++) {
+    const ms = (profile.timeDeltas[i] ?? 0) / 1000;
+    const seen = new Set<string>();
+    for (let id: number | undefined = profile.samples[i]; id !== undefined; id = parent.get(id)) {
+      const n = byId.get(id)!;
+      if (n.callFrame.functionName === '(idle)' || n.callFrame.functionName === '(root)') continue;
+      seen.add(key(n));
+    }
+    for (const k of seen) acc.set(k, (acc.get(k) ?? 0) + ms);
+  }
+  return [...acc].sort((a, b) => b[1] - a[1]).slice(0, top * 3).map(([name, ms]) => ({ name, ms: Math.round(ms), share: Math.round((ms / busy) * 1000) / 10 }));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
@@ -71,4 +91,6 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   for (const p of s.byPackage) console.log(`  ${String(p.share).padStart(5)}%  ${p.selfMs} ms  ${p.name}`);
   console.log('\nself time by function:');
   for (const f of s.byFunction) console.log(`  ${String(f.share).padStart(5)}%  ${f.selfMs} ms  ${f.name}`);
+  console.log('\ninclusive time (callees included):');
+  for (const f of s.inclusive) console.log(`  ${String(f.share).padStart(5)}%  ${f.ms} ms  ${f.name}`);
 }

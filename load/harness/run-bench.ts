@@ -100,5 +100,6 @@ export async function runBench(opts: BenchOptions, progress: Progress = createPr
 function summaryLine(s: ScenarioResult): string {
   if (s.skipped) return `  ${s.name}: skipped — ${s.skipped}`;
   const audit = s.audit ? `, audit ${s.audit.passed ? 'pass' : 'FAIL'}` : '';
-  return `  ${s.name}: ${s.throughput}/s, p50 ${s.latency.p50} ms, p95 ${s.latency.p95} ms, p99 ${s.latency.p99} ms, max ${s.latency.max} ms${audit}`;
+  const cpu = s.serverCpuMsPerRequest !== undefined ? `, server CPU ${s.serverCpuMsPerRequest} ms/req, load generator ${s.loadCpuMsPerRequest} ms/req` : '';
+  return `  ${s.name}: ${s.throughput}/s, p50 ${s.latency.p50} ms, p95 ${s.latency.p95} ms, p99 ${s.latency.p99} ms, max ${s.latency.max} ms${cpu}${audit}`;
 }

@@ -16,9 +16,35 @@ export interface ScenarioResult {
   timedOut: boolean;
   audit?: AuditResult;
   rssMb?: { before: number; during: number; after: number };
+  /**
+   * CPU the server processes used per completed request (or flow), in ms: unlike throughput it
+   * barely moves when other work shares the machine, so it is the figure to compare changes by.
+   */
+  serverCpuMsPerRequest?: number;
+  /** The same for the load generator (this process), to show what the measuring itself costs. */
+  loadCpuMsPerRequest?: number;
   /** Scenario-specific figures (confirm latency, subscriber delivery times, a skip reason). */
   extra?: Record<string, unknown>;
   skipped?: string;
+}
+
+/** Measures the CPU a server and this process spend between start() and stop(). */
+export class CpuMeter {
+  private server0 = 0;
+  private self0 = process.cpuUsage();
+
+  constructor(private readonly serverCpuMs: () => number) {
+    this.server0 = serverCpuMs();
+  }
+
+  perRequest(completed: number): { serverCpuMsPerRequest: number; loadCpuMsPerRequest: number } {
+    const self = process.cpuUsage(this.self0);
+    const n = Math.max(completed, 1);
+    return {
+      serverCpuMsPerRequest: round((this.serverCpuMs() - this.server0) / n, 3),
+      loadCpuMsPerRequest: round((self.user + self.system) / 1000 / n, 3),
+    };
+  }
 }
 
 export function scenarioResult(name: string, description: string, attempts: number, drive: DriveResult, recorder: LatencyRecorder): ScenarioResult {

@@ -11,6 +11,8 @@ export interface ServerProcess {
   pid: number;
   /** Resident memory of the process and all its descendants (cluster workers), in MB. */
   rssMb(): number;
+  /** CPU time (user + system) the process and its descendants have used so far, in ms. */
+  cpuMs(): number;
   /** The last lines it wrote to stderr, for error messages. */
   tail(): string;
   stop(): Promise<number | null>;
@@ -69,6 +71,7 @@ export async function startServerProcess(o: { entry: string; env: Record<string,
     origin,
     pid,
     rssMb: () => treeRssMb(pid),
+    cpuMs: () => treeCpuMs(pid),
     tail: () => log,
     stop: async () => {
       if (exitCode !== undefined) return exitCode;
@@ -81,39 +84,68 @@ export async function startServerProcess(o: { entry: string; env: Record<string,
   };
 }
 
-/** Sums VmRSS over a process and its descendants, read from /proc (Linux); 0 elsewhere. */
-export function treeRssMb(rootPid: number): number {
+/** The process and its descendants (cluster workers), from /proc (Linux); empty elsewhere. */
+function processTree(rootPid: number): number[] {
   let entries: string[];
   try {
     entries = readdirSync('/proc').filter((e) => /^\d+$/.test(e));
   } catch {
-    return 0;
+    return [];
   }
   const children = new Map<number, number[]>();
   for (const e of entries) {
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      // The command name may contain spaces and parentheses: the ppid is the 2nd field after the last ')'.
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(Number(e));
-      children.set(ppid, list);
-    } catch {
-      // the process ended while we looked
-    }
+    const fields = statFields(Number(e));
+    if (!fields) continue;
+    const ppid = Number(fields[1]);
+    const list = children.get(ppid) ?? [];
+    list.push(Number(e));
+    children.set(ppid, list);
   }
-  let kb = 0;
+  const out: number[] = [];
   const visit = (pid: number) => {
+    out.push(pid);
+    for (const c of children.get(pid) ?? []) visit(c);
+  };
+  visit(rootPid);
+  return out;
+}
+
+/** /proc/<pid>/stat fields after the command name (which may hold spaces and parentheses): [state, ppid, …]. */
+function statFields(pid: number): string[] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null; // the process ended while we looked
+  }
+}
+
+/** Sums VmRSS over a process and its descendants, in MB. */
+export function treeRssMb(rootPid: number): number {
+  let kb = 0;
+  for (const pid of processTree(rootPid)) {
     try {
       const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
       if (m) kb += Number(m[1]);
     } catch {
-      return;
+      // ended
     }
-    for (const c of children.get(pid) ?? []) visit(c);
-  };
-  visit(rootPid);
+  }
   return Math.round(kb / 1024);
+}
+
+/** Linux reports CPU time in clock ticks of 1/100 s on every common build. */
+const TICK_MS = 10;
+
+/** Sums user + system CPU time over a process and its descendants, in ms. */
+export function treeCpuMs(rootPid: number): number {
+  let ticks = 0;
+  for (const pid of processTree(rootPid)) {
+    const f = statFields(pid);
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the command name.
+    if (f) ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks * TICK_MS;
 }
 
 /** Samples a server's RSS while a scenario runs: the peak is the "during" figure. */

@@ -6,7 +6,7 @@ import { assertLoopback } from '../graphql-client.js';
 import { LatencyRecorder } from '../latency-recorder.js';
 import { driveClosedLoop, type Attempt } from '../load-drivers.js';
 import type { Progress } from '../progress.js';
-import { scenarioResult, type ScenarioResult } from '../scenario-result.js';
+import { CpuMeter, scenarioResult, type ScenarioResult } from '../scenario-result.js';
 import { RssSampler, startServerProcess } from '../server-process.js';
 
 /**
@@ -36,9 +36,11 @@ export async function runBareCeiling(opts: BenchOptions, o: { redisUrl: string; 
   const rss = new RssSampler(server);
   const before = server.rssMb();
   rss.start();
+  const cpu = new CpuMeter(() => server.cpuMs());
   try {
     const drive = await driveClosedLoop(attempt, { attempts: opts.attempts, concurrency: opts.concurrency, timeoutMs: opts.scenarioTimeoutSeconds * 1000, recorder, onProgress: (n) => bar.update(n) });
     const result = scenarioResult('ceiling', `bare node:http + StockEngine.reserve (same Lua), ${opts.attempts} attempts, ${opts.concurrency} in flight, no GraphQL/JWT/PostgreSQL`, opts.attempts, drive, recorder);
+    Object.assign(result, cpu.perRequest(drive.completed));
     result.rssMb = { before, during: rss.stop(), after: server.rssMb() };
     const sold = result.codes.OK ?? 0;
     result.extra = { unitsReserved: sold, stock: opts.stock };

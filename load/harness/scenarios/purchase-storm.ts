@@ -5,7 +5,7 @@ import { LatencyRecorder } from '../latency-recorder.js';
 import { driveClosedLoop, driveOpenLoop, type Attempt } from '../load-drivers.js';
 import { PURCHASE } from '../operations.js';
 import { createBenchSale } from '../sale-setup.js';
-import { scenarioResult, type ScenarioResult } from '../scenario-result.js';
+import { CpuMeter, scenarioResult, type ScenarioResult } from '../scenario-result.js';
 import { RssSampler } from '../server-process.js';
 
 /**
@@ -34,6 +34,7 @@ export async function runPurchaseStorm(ctx: BenchContext, mode: 'closed' | 'open
   const rss = new RssSampler(ctx.server);
   const before = ctx.server.rssMb();
   rss.start();
+  const cpu = new CpuMeter(() => ctx.server.cpuMs());
   const common = { attempts, timeoutMs: opts.scenarioTimeoutSeconds * 1000, recorder, onProgress: (n: number) => bar.update(n) };
   let drive;
   try {
@@ -52,6 +53,7 @@ export async function runPurchaseStorm(ctx: BenchContext, mode: 'closed' | 'open
       : `${attempts} purchase attempts at ${opts.arrivalRate}/s (max ${opts.maxInFlight} in flight), ${customers} customers, ${opts.stock} units`,
     attempts, drive, recorder,
   );
+  Object.assign(result, cpu.perRequest(drive.completed));
   result.audit = await auditSale({ databaseUrl: ctx.databaseUrl, client: ctx.setup, sale, clientOrderIds: orderIds, expectSoldOut: attempts >= opts.stock * 2 });
   result.rssMb = { before, during, after: ctx.server.rssMb() };
   if (mode === 'open') result.extra = { targetRate: opts.arrivalRate, maxScheduleLagMs: drive.maxScheduleLagMs };

@@ -5,7 +5,7 @@ import { LatencyRecorder } from '../latency-recorder.js';
 import { driveClosedLoop, type Attempt } from '../load-drivers.js';
 import { CONFIRM, RESERVE } from '../operations.js';
 import { createBenchSale } from '../sale-setup.js';
-import { scenarioResult, type ScenarioResult } from '../scenario-result.js';
+import { CpuMeter, scenarioResult, type ScenarioResult } from '../scenario-result.js';
 import { RssSampler } from '../server-process.js';
 import { performance } from 'node:perf_hooks';
 
@@ -42,6 +42,7 @@ export async function runReserveConfirm(ctx: BenchContext): Promise<ScenarioResu
   const rss = new RssSampler(ctx.server);
   const before = ctx.server.rssMb();
   rss.start();
+  const cpu = new CpuMeter(() => ctx.server.cpuMs());
   let drive;
   try {
     drive = await driveClosedLoop(attempt, { attempts: opts.flowAttempts, concurrency: opts.flowConcurrency, timeoutMs: opts.scenarioTimeoutSeconds * 1000, recorder, onProgress: (n) => bar.update(n) });
@@ -50,6 +51,7 @@ export async function runReserveConfirm(ctx: BenchContext): Promise<ScenarioResu
     await client.close();
   }
   const result = scenarioResult('flow', `${opts.flowAttempts} reserve (+ confirm on success), ${customers} customers, ${opts.stock} units, ${opts.flowConcurrency} in flight`, opts.flowAttempts, drive, recorder);
+  Object.assign(result, cpu.perRequest(drive.completed));
   result.rssMb = { before, during: rss.stop(), after: ctx.server.rssMb() };
   result.extra = { reserve: { latency: reserveLatency.summary(), codes: reserveLatency.byCode() }, confirm: { latency: confirmLatency.summary(), codes: confirmLatency.byCode() } };
   result.audit = await auditSale({ databaseUrl: ctx.databaseUrl, client: ctx.setup, sale, clientOrderIds: orderIds, expectSoldOut: opts.flowAttempts >= opts.stock * 2 });

@@ -4,7 +4,7 @@ import { LatencyRecorder } from '../latency-recorder.js';
 import { driveForDuration } from '../load-drivers.js';
 import { SALE_AVAILABLE } from '../operations.js';
 import { createBenchSale } from '../sale-setup.js';
-import { scenarioResult, type ScenarioResult } from '../scenario-result.js';
+import { CpuMeter, scenarioResult, type ScenarioResult } from '../scenario-result.js';
 import { RssSampler } from '../server-process.js';
 
 /** Browsing during the sale: anonymous `sale { items { available } }` as fast as `readConcurrency` clients can ask. */
@@ -18,6 +18,7 @@ export async function runStockReads(ctx: BenchContext): Promise<ScenarioResult> 
   const rss = new RssSampler(ctx.server);
   const before = ctx.server.rssMb();
   rss.start();
+  const cpu = new CpuMeter(() => ctx.server.cpuMs());
   let drive;
   try {
     drive = await driveForDuration(
@@ -33,6 +34,7 @@ export async function runStockReads(ctx: BenchContext): Promise<ScenarioResult> 
     await client.close();
   }
   const result = scenarioResult('reads', `sale { items { available } } for ${opts.readSeconds} s, ${opts.readConcurrency} in flight, no token`, drive.completed, drive, recorder);
+  Object.assign(result, cpu.perRequest(drive.completed));
   result.rssMb = { before, during: rss.stop(), after: ctx.server.rssMb() };
   return result;
 }
