@@ -5,11 +5,13 @@ import { AdmissionTokens } from '../src/services/waiting-room.js';
 import { eventually, GqlClient, startTestServer, testConfig, type TestServer } from './support/harness.js';
 import { createSale } from './support/fixtures.js';
 import { PURCHASE, RESERVE } from './support/operations.js';
+import { Recorder, wsClient } from './support/live.js';
 
 const TICKET_FIELDS = /* GraphQL */ `fragment TicketFields on QueueTicket {
   saleId status position admissionToken admittedAt admissionExpiresAt estimatedWaitSeconds saleSoldOut holdsMayFree }`;
 const JOIN_QUEUE = /* GraphQL */ `mutation JoinQueue($saleId: ID!) { joinQueue(saleId: $saleId) {
   __typename ...TicketFields ... on Rejected { code message field } } } ${TICKET_FIELDS}`;
+const QUEUE_CHANGED = /* GraphQL */ `subscription QueueChanged($saleId: ID!) { queueChanged(saleId: $saleId) { ...TicketFields } } ${TICKET_FIELDS}`;
 const MY_TICKET = /* GraphQL */ `query MyTicket($saleId: ID!) { me { queueTicket(saleId: $saleId) { ...TicketFields } } } ${TICKET_FIELDS}`;
 
 interface Ticket {
@@ -266,6 +268,64 @@ describe('admission tokens on purchase and reserve', () => {
     const confirmed = await t.client.gql(`mutation($id: ID!) { confirmReservation(reservationId: $id) { __typename } }`, { id: hold.data.reserve.reservation.id }, await tokenOf('stock-1'));
     expect(confirmed.data.confirmReservation.__typename).toBe('PurchaseSuccess');
     expect(await ticketOf(saleId, 'stock-2')).toMatchObject({ saleSoldOut: true, holdsMayFree: false });
+  });
+});
+
+describe('Subscription.queueChanged', () => {
+  const clients: ReturnType<typeof wsClient>[] = [];
+  const subscribe = async (saleId: string, customer: string) => {
+    const client = wsClient(t.app.url, await tokenOf(customer));
+    clients.push(client);
+    return new Recorder<{ queueChanged: Ticket }>(client, QUEUE_CHANGED, { saleId });
+  };
+  afterAll(() => Promise.all(clients.map((c) => c.dispose())));
+
+  it('sends the ticket first, then the shuffle and admission at once, positions at most every ~2 s, and expiry', async () => {
+    const rate = 3;
+    const { saleId } = await createSale(t, { waitingRoom: true, admitPerSecond: rate, startsInMs: 60_000 });
+    const customers = range(0, 9).map((i) => `sub-${i}`);
+    for (const c of customers) await join(saleId, c);
+    const recorders = await Promise.all(customers.map((c) => subscribe(saleId, c)));
+    for (const r of recorders) expect((await r.waitFor(() => true)).data!.queueChanged).toMatchObject({ status: 'PENDING', position: null });
+    // Without a ticket there is no current state yet: the first event is the ticket once taken.
+    const late = await subscribe(saleId, 'sub-late');
+
+    const startsAt = await startIn(saleId, 300);
+    const shuffled = await Promise.all(recorders.map((r) => r.waitFor((d) => d.queueChanged.status === 'WAITING', 3000)));
+    for (const e of shuffled) expect(e.at - startsAt).toBeLessThan(1000);
+    expect(shuffled.map((e) => e.data!.queueChanged.position).sort((p, q) => p! - q!)).toEqual(range(1, 10));
+
+    expect(late.events).toEqual([]);
+    const joinedAt = Date.now();
+    await join(saleId, 'sub-late');
+    const lateFirst = await late.waitFor(() => true, 3000);
+    expect(lateFirst.data!.queueChanged).toMatchObject({ status: 'WAITING' });
+    expect(lateFirst.at - joinedAt).toBeLessThan(2600);
+
+    const back = recorders[shuffled.findIndex((e) => e.data!.queueChanged.position === 10)];
+    const admitted = await back.waitFor((d) => d.queueChanged.status === 'ADMITTED', 6000);
+    expect(admitted.data!.queueChanged.admissionToken).toBeTruthy();
+    // Admission at once: pushed as soon as this instance's scheduler saw it.
+    expect(admitted.at - Date.parse(admitted.data!.queueChanged.admittedAt!)).toBeLessThan(600);
+    const waiting = back.events.filter((e) => e.data?.queueChanged.status === 'WAITING');
+    expect(waiting.length).toBeGreaterThanOrEqual(2);
+    for (let i = 1; i < waiting.length; i++) {
+      expect(waiting[i].at - waiting[i - 1].at).toBeGreaterThanOrEqual(1800);
+      expect(waiting[i].data!.queueChanged.position!).toBeLessThan(waiting[i - 1].data!.queueChanged.position!);
+    }
+
+    const expired = await back.waitFor((d) => d.queueChanged.status === 'EXPIRED', (TOKEN_SECONDS + 2) * 1000);
+    expect(expired.at - Date.parse(admitted.data!.queueChanged.admissionExpiresAt!)).toBeLessThan(1000);
+    expect(expired.data!.queueChanged).toMatchObject({ position: 0, admissionToken: null });
+  });
+
+  it('refuses strangers, unknown sales and sales without a waiting room', async () => {
+    const plain = await createSale(t);
+    const anonymous = wsClient(t.app.url);
+    clients.push(anonymous);
+    expect((await new Recorder(anonymous, QUEUE_CHANGED, { saleId: plain.saleId }).refusal())[0].extensions?.code).toBe('UNAUTHENTICATED');
+    expect((await (await subscribe('no-such-sale', 'sub-x')).refusal())[0].extensions?.code).toBe('NOT_FOUND');
+    expect((await (await subscribe(plain.saleId, 'sub-x')).refusal())[0].extensions?.code).toBe('BAD_USER_INPUT');
   });
 });
 

@@ -41,3 +41,14 @@ builder.objectField(Customer, 'queueTicket', (t) =>
     resolve: (v, a, ctx) => queue.queueTicket(v, a.saleId, ctx),
   }),
 );
+
+builder.subscriptionFields((t) => ({
+  queueChanged: t.field({
+    type: QueueTicket,
+    description: "The viewer's ticket: positions (at most every ~2 s) and admission (at once).",
+    authScopes: { customer: true },
+    args: { saleId: t.arg.id({ required: true }) },
+    subscribe: (_r, a, ctx) => queue.queueChanges(a.saleId, ctx),
+    resolve: (q) => q,
+  }),
+}));

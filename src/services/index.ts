@@ -82,7 +82,7 @@ export function createServices(d: ServiceDeps) {
     ledger: new LedgerDrainer(d.db, d.redis, engine, d.log.child({ source: 'ledger' })),
     sweeper: new HoldSweeper(engine, orders, events, d.log.child({ source: 'sweeper' })),
     live: new LiveService({
-      engine, sales, reservations, orders, waitlist, events, createSubscriber: d.createSubscriber, redis: d.redis, prefix: d.prefix,
+      engine, sales, reservations, orders, waitlist, waitingRoom, events, createSubscriber: d.createSubscriber, redis: d.redis, prefix: d.prefix,
       registry: d.registry, log: d.log.child({ source: 'live' }), stockIntervalMs: d.liveStockIntervalMs,
     }),
   };

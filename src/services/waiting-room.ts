@@ -2,7 +2,7 @@ import { createHmac, randomInt } from 'node:crypto';
 import { jwtVerify, SignJWT } from 'jose';
 import type { Logger } from 'pino';
 import type { Viewer } from './auth.js';
-import { rejected, UnavailableError, type Rejected } from './errors.js';
+import { badUserInput, notFound, rejected, UnavailableError, type Rejected } from './errors.js';
 import type { SalesService } from './sales.js';
 import type { QueueFacts, QueueRead, StockEngine } from './stock/engine.js';
 import { checkIdOrReject, isWellFormedId } from './validation.js';
@@ -73,6 +73,16 @@ export class AdmissionTokens {
 /** A sale's waiting-room setting as PostgreSQL holds it; never changes once the sale exists. */
 type RoomOf = { admitPerSecond: number } | 'none' | 'unknown';
 
+/** What one advance of a sale's admission saw; handed to the sale's followers on this instance. */
+export interface AdmissionTick {
+  status: 'WAIT' | 'SHUFFLE' | 'OK' | 'FINISHED' | 'NO_SALE' | 'NO_WAITING_ROOM';
+  upto: number;
+  saleAvailable: number;
+  holds: number;
+}
+
+const stockFlags = (saleAvailable: number, holds: number) => ({ saleSoldOut: saleAvailable <= 0 && holds === 0, holdsMayFree: saleAvailable <= 0 && holds > 0 });
+
 /**
  * The waiting room (contract promise 12). Tickets taken before startsAt form a pre-queue that is
  * shuffled once at the start, so arriving early (a bot firing a millisecond before the start)
@@ -86,6 +96,7 @@ export class WaitingRoomService {
   /** Sales whose waiting room has nothing more to do (ended, cancelled): the scheduler skips them. */
   private readonly finished = new Set<string>();
   private readonly shuffles = new Map<string, Promise<void>>();
+  private readonly followers = new Map<string, Set<(tick: AdmissionTick) => void>>();
 
   constructor(
     private readonly engine: StockEngine,
@@ -108,13 +119,91 @@ export class WaitingRoomService {
 
   /** The viewer's ticket, or null when they hold none (or the sale has no waiting room). */
   async ticket(viewer: Viewer, saleId: string): Promise<QueueTicketView | null> {
+    return (await this.readTicket(viewer, saleId))?.view ?? null;
+  }
+
+  private async readTicket(viewer: Viewer, saleId: string): Promise<{ view: QueueTicketView; facts: QueueFacts } | null> {
     if (!isWellFormedId(saleId)) return null;
     const room = await this.roomOf(saleId);
     if (room === 'unknown' || room === 'none') return null;
     const read = await this.readLive(saleId, () => this.engine.queueTicket(saleId, viewer.id, room.admitPerSecond));
     if ('kind' in read) throw new UnavailableError('live state of this sale is being rebuilt');
     if (!read.ok || read.facts.kind === 'NONE') return null;
-    return this.view(saleId, viewer.id, room.admitPerSecond, read.facts);
+    return { view: await this.view(saleId, viewer.id, room.admitPerSecond, read.facts), facts: read.facts };
+  }
+
+  /**
+   * Follows the viewer's ticket for a subscription: the current ticket (null without one), then
+   * admission, expiry and the PENDING → WAITING step at once, position and stock moves at most
+   * every `everyMs`. Positions come from this instance's admission ticks (position = place −
+   * upto), so the followers of a sale cost no Redis reads between their own transitions.
+   */
+  async follow(viewer: Viewer, saleId: string, everyMs: number, push: (ticket: QueueTicketView) => void): Promise<{ current: QueueTicketView | null; stop: () => void }> {
+    const room = await this.roomOf(saleId);
+    if (room === 'unknown') throw notFound('sale');
+    if (room === 'none') throw badUserInput('This sale has no waiting room.', 'saleId');
+    let last: QueueTicketView | null = null;
+    let place = 0;
+    let sentAt = 0;
+    let reading = false;
+    let stopped = false;
+    let expiry: NodeJS.Timeout | null = null;
+    const remember = (r: { view: QueueTicketView; facts: QueueFacts } | null) => {
+      sentAt = Date.now();
+      if (!r) return;
+      [last, place] = [r.view, r.facts.score];
+      if (expiry) clearTimeout(expiry);
+      expiry = null;
+      if (r.view.status === 'ADMITTED' && r.view.admissionExpiresAt) {
+        expiry = setTimeout(refresh, r.view.admissionExpiresAt.getTime() - Date.now() + 50);
+        expiry.unref();
+      }
+    };
+    const refresh = () => {
+      if (reading || stopped) return;
+      reading = true;
+      this.readTicket(viewer, saleId)
+        .then((r) => {
+          if (stopped) return;
+          remember(r);
+          if (r) push(r.view);
+        })
+        .catch((err) => this.log.warn({ err: String(err), saleId }, 'queue ticket read failed'))
+        .finally(() => (reading = false));
+    };
+    const onTick = (tick: AdmissionTick) => {
+      if (reading || stopped) return;
+      const due = Date.now() - sentAt >= everyMs;
+      const current: QueueTicketView | null = last;
+      if (!current) return due ? refresh() : undefined;
+      if (current.status === 'PENDING') return tick.status === 'OK' ? refresh() : undefined;
+      if (current.status === 'WAITING' && tick.upto >= place) return refresh();
+      if (!due || current.status === 'EXPIRED') return;
+      const next: QueueTicketView = { ...current, ...stockFlags(tick.saleAvailable, tick.holds) };
+      if (current.status === 'WAITING') {
+        next.position = place - tick.upto;
+        next.estimatedWaitSeconds = Math.ceil(next.position / room.admitPerSecond);
+      }
+      last = next;
+      sentAt = Date.now();
+      push(next);
+    };
+    let followers = this.followers.get(saleId);
+    if (!followers) this.followers.set(saleId, (followers = new Set()));
+    followers.add(onTick);
+    const stop = () => {
+      stopped = true;
+      if (expiry) clearTimeout(expiry);
+      const set = this.followers.get(saleId);
+      if (set?.delete(onTick) && set.size === 0) this.followers.delete(saleId);
+    };
+    try {
+      remember(await this.readTicket(viewer, saleId));
+    } catch (err) {
+      stop();
+      throw err;
+    }
+    return { current: last, stop };
   }
 
   /** Is this the customer's own valid admission token for this sale? */
@@ -134,6 +223,7 @@ export class WaitingRoomService {
     const r = await this.engine.queueAdvance(saleId, room.admitPerSecond);
     if (r.status === 'SHUFFLE') await this.shuffle(saleId);
     else if (r.status === 'FINISHED' || r.status === 'NO_WAITING_ROOM') this.finished.add(saleId);
+    for (const follower of this.followers.get(saleId) ?? []) follower(r);
   }
 
   /**
@@ -186,8 +276,7 @@ export class WaitingRoomService {
   }
 
   private async view(saleId: string, customerId: string, admitPerSecond: number, f: QueueFacts): Promise<QueueTicketView> {
-    const stock = { saleSoldOut: f.saleAvailable <= 0 && f.holds === 0, holdsMayFree: f.saleAvailable <= 0 && f.holds > 0 };
-    const base = { kind: 'QueueTicket' as const, saleId, admissionToken: null, admittedAt: null, admissionExpiresAt: null, ...stock };
+    const base = { kind: 'QueueTicket' as const, saleId, admissionToken: null, admittedAt: null, admissionExpiresAt: null, ...stockFlags(f.saleAvailable, f.holds) };
     if (f.kind === 'PENDING') return { ...base, status: 'PENDING', position: null, estimatedWaitSeconds: null };
     if (f.score > f.upto) {
       const position = f.score - f.upto;

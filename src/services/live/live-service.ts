@@ -8,6 +8,7 @@ import type { ReservationReader, ReservationView } from '../reservations.js';
 import type { SaleEvents } from '../sale-events.js';
 import type { SalesService } from '../sales.js';
 import type { StockEngine } from '../stock/engine.js';
+import type { QueueTicketView, WaitingRoomService } from '../waiting-room.js';
 import type { WaitlistEntryView, WaitlistService } from '../waitlist.js';
 import { ChannelHub } from './channel-hub.js';
 import { LiveStream } from './live-stream.js';
@@ -15,7 +16,7 @@ import { SaleFeeds, type FeedState } from './sale-feed.js';
 import { SaleStatusWatch } from './sale-status-watch.js';
 import { ViewerFeed } from './viewer-feed.js';
 
-export type LiveField = 'stockChanged' | 'saleStatusChanged' | 'reservationChanged' | 'orderChanged' | 'waitlistChanged';
+export type LiveField = 'stockChanged' | 'saleStatusChanged' | 'reservationChanged' | 'orderChanged' | 'waitlistChanged' | 'queueChanged';
 
 export interface LiveDeps {
   engine: StockEngine;
@@ -23,6 +24,7 @@ export interface LiveDeps {
   reservations: ReservationReader;
   orders: OrderStore;
   waitlist: WaitlistService;
+  waitingRoom: WaitingRoomService;
   events: SaleEvents;
   /** The instance's dedicated pub/sub connection; opened on the first subscription. */
   createSubscriber: (connectionName: string) => RedisClient;
@@ -58,7 +60,7 @@ export class LiveService {
     this.viewers = new ViewerFeed(this.hub, `${globEscape(d.prefix)}events:*`, d.reservations, d.orders, d.log);
     this.watch = new SaleStatusWatch(d.engine, d.redis, d.events, d.log.child({ part: 'status-watch' }));
     this.gauge = new Gauge({ name: 'flashsale_subscriptions_open', help: 'open GraphQL subscriptions on this instance, by field', labelNames: ['field'], registers: [d.registry] });
-    for (const field of ['stockChanged', 'saleStatusChanged', 'reservationChanged', 'orderChanged', 'waitlistChanged'] as const) this.gauge.set({ field }, 0);
+    for (const field of ['stockChanged', 'saleStatusChanged', 'reservationChanged', 'orderChanged', 'waitlistChanged', 'queueChanged'] as const) this.gauge.set({ field }, 0);
   }
 
   /** The sale's stock: the current state, then coalesced changes with every item and a rising version. */
@@ -170,6 +172,26 @@ export class LiveService {
         stop();
         throw err;
       }
+      return stop;
+    }, accept);
+  }
+
+  /**
+   * The viewer's waiting-room ticket of a sale: the current one first (or, without a ticket yet,
+   * the first one they take), then admission and expiry at once and position moves at most every
+   * `positionEveryMs`; an unchanged ticket is not sent again.
+   */
+  queueChanged(viewer: Viewer, saleId: string, positionEveryMs = 2000): Promise<LiveStream<QueueTicketView>> {
+    let sent = '';
+    const accept = (q: QueueTicketView) => {
+      const seen = `${q.status}|${q.position}|${q.saleSoldOut}|${q.holdsMayFree}|${q.admissionToken ?? ''}`;
+      if (seen === sent) return false;
+      sent = seen;
+      return true;
+    };
+    return this.open<QueueTicketView>('queueChanged', async (stream) => {
+      const { current, stop } = await this.d.waitingRoom.follow(viewer, saleId, positionEveryMs, (q) => stream.push(q, 'ticket'));
+      stream.prime(current ? [{ key: 'ticket', value: current }] : []);
       return stop;
     }, accept);
   }

@@ -378,8 +378,11 @@ export class StockEngine {
   }
 
   async queueAdvance(saleId: string, admitPerSecond: number) {
-    const [status, upto, seq] = await this.redis.fsQueueAdvance(this.keys.meta(saleId), admitPerSecond);
-    return { status: status as 'NO_SALE' | 'NO_WAITING_ROOM' | 'FINISHED' | 'WAIT' | 'SHUFFLE' | 'OK', upto: Number(upto), seq: Number(seq) };
+    const [status, upto, seq, saleAvailable, holds] = await this.redis.fsQueueAdvance(this.keys.meta(saleId), admitPerSecond);
+    return {
+      status: status as 'NO_SALE' | 'NO_WAITING_ROOM' | 'FINISHED' | 'WAIT' | 'SHUFFLE' | 'OK',
+      upto: Number(upto), seq: Number(seq), saleAvailable: Number(saleAvailable), holds: Number(holds),
+    };
   }
 
   /** The frozen pre-queue of a started sale, or why there is none to shuffle. */
