@@ -6,6 +6,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Config } from './config.js';
 import { createDb, ensureDatabase, migrateToLatest, type Db } from './db/database.js';
 import { createLogger } from './logger.js';
+import { isLivePagePath, serveLivePage } from './live-page/serve.js';
 import { createRedis, type RedisClient } from './redis.js';
 import type { Context } from './schema/context.js';
 import { schema } from './schema/index.js';
@@ -103,6 +104,10 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     }
     if (path === '/metrics') {
       res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
+      return;
+    }
+    if (isLivePagePath(path)) {
+      serveLivePage(req, res, path);
       return;
     }
     return yoga(req, res);
