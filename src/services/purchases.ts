@@ -75,20 +75,30 @@ export class PurchaseService {
     return rejected('TEMPORARILY_UNAVAILABLE', { retryAfterSeconds });
   }
 
-  private async purchaseInner(viewer: Viewer, input: BuyInput & { delivery?: unknown }): Promise<PurchaseResult> {
+  /**
+   * The decision both buying mutations share: validate, then one reserve script call. Returns the
+   * rejection, or the hold (new or replayed) with the validated input.
+   */
+  private async take(viewer: Viewer, input: BuyInput, mutation: 'purchase' | 'reserve') {
     const parsed = buyInput.safeParse(input);
     if (!parsed.success) return zodToRejected(parsed.error, 'input');
-    const sealed = input.delivery == null ? { ok: true as const, sealed: null } : this.sealDelivery(input.delivery, 'input.delivery');
-    if (!sealed.ok) return sealed.rejected;
-    const { saleItemId, quantity, idempotencyKey } = parsed.data;
+    const { saleItemId, quantity, idempotencyKey, admissionToken } = parsed.data;
     const saleId = saleIdOf(saleItemId);
     if (!saleId) return rejected('NOT_FOUND', { field: 'input.saleItemId' });
-
-    const admitted = await this.isAdmitted(viewer, saleId, parsed.data.admissionToken);
-    const r = await this.reserveWithLiveSale(saleId, { saleItemId, customerId: viewer.id, quantity, idempotencyKey, mutation: 'purchase', admitted });
+    const admitted = await this.isAdmitted(viewer, saleId, admissionToken);
+    const r = await this.reserveWithLiveSale(saleId, { saleItemId, customerId: viewer.id, quantity, idempotencyKey, mutation, admitted });
     if ('kind' in r) return r;
     void this.events.holdsEnded(saleId, r.ended);
     if (r.ok === false) return this.toRejected(r, saleItemId);
+    return { saleId, saleItemId, quantity, idempotencyKey, hold: r };
+  }
+
+  private async purchaseInner(viewer: Viewer, input: BuyInput & { delivery?: unknown }): Promise<PurchaseResult> {
+    const sealed = input.delivery == null ? { ok: true as const, sealed: null } : this.sealDelivery(input.delivery, 'input.delivery');
+    if (!sealed.ok) return sealed.rejected;
+    const taken = await this.take(viewer, input, 'purchase');
+    if ('kind' in taken) return taken;
+    const { saleId, saleItemId, quantity, idempotencyKey, hold: r } = taken;
     if (r.ok === 'replay') return this.replayPurchase(saleId, r.reservationId);
 
     const facts = await this.sales.itemFactsOf(saleItemId);
@@ -103,16 +113,9 @@ export class PurchaseService {
   }
 
   private async reserveInner(viewer: Viewer, input: BuyInput): Promise<ReserveResult> {
-    const parsed = buyInput.safeParse(input);
-    if (!parsed.success) return zodToRejected(parsed.error, 'input');
-    const { saleItemId, quantity, idempotencyKey } = parsed.data;
-    const saleId = saleIdOf(saleItemId);
-    if (!saleId) return rejected('NOT_FOUND', { field: 'input.saleItemId' });
-    const admitted = await this.isAdmitted(viewer, saleId, parsed.data.admissionToken);
-    const r = await this.reserveWithLiveSale(saleId, { saleItemId, customerId: viewer.id, quantity, idempotencyKey, mutation: 'reserve', admitted });
-    if ('kind' in r) return r;
-    void this.events.holdsEnded(saleId, r.ended);
-    if (r.ok === false) return this.toRejected(r, saleItemId);
+    const taken = await this.take(viewer, input, 'reserve');
+    if ('kind' in taken) return taken;
+    const { saleId, hold: r } = taken;
     const reservation = await this.reservations.byId(r.reservationId);
     if (!reservation) return rejected('TEMPORARILY_UNAVAILABLE', { retryAfterSeconds: 1 });
     if (r.ok === true) {
