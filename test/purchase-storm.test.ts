@@ -50,6 +50,30 @@ describe('purchase storm (real concurrency, real Redis and PostgreSQL)', () => {
     const events = await db.selectFrom('stock_events').select(['kind', sql<number>`count(*)`.as('n')]).where('sale_item_id', '=', itemId).groupBy('kind').execute();
     const byKind = Object.fromEntries(events.map((e) => [e.kind, Number(e.n)]));
     expect(byKind).toMatchObject({ INITIAL: 1, RESERVED: 1000, CONFIRMED: 1000 });
+
+    // The admin's view of the same storm.
+    const buyers = new Set(successes.map((s) => s.order.customerId)).size;
+    const summary = (await t.client.gql(`query($id: ID!) { saleSummary(saleId: $id) {
+      unitsSold orders uniqueBuyers revenueCents attempts rejections { code count } reservationsExpired waitlistSize soldOutAt sellOutSeconds } }`, { id: saleId }, t.admin)).data.saleSummary;
+    expect(summary).toMatchObject({ unitsSold: 1000, orders: 1000, uniqueBuyers: buyers, revenueCents: String(1000 * 19_999), attempts: '5000', reservationsExpired: 0, waitlistSize: 0 });
+    const rejectedByCode = Object.fromEntries(summary.rejections.map((r: { code: string; count: number }) => [r.code, r.count]));
+    const expectedByCode: Record<string, number> = {};
+    for (const o of outcomes) if (o.__typename === 'Rejected') expectedByCode[o.code] = (expectedByCode[o.code] ?? 0) + 1;
+    expect(rejectedByCode).toEqual(expectedByCode);
+    expect(summary.soldOutAt).not.toBeNull();
+    expect(summary.sellOutSeconds).toBeGreaterThan(0);
+
+    // The ledger through the API, page by page, in a stable order.
+    const seen: string[] = [];
+    let after: string | null = null;
+    for (;;) {
+      const page: any = (await t.client.gql(`query($id: ID!, $after: String) { stockEvents(saleItemId: $id, first: 100, after: $after) { edges { cursor node { id kind delta availableAfter } } pageInfo { hasNextPage endCursor } } }`, { id: itemId, after }, t.admin)).data.stockEvents;
+      seen.push(...page.edges.map((e: any) => e.node.id));
+      if (!page.pageInfo.hasNextPage) break;
+      after = page.pageInfo.endCursor;
+    }
+    expect(seen).toHaveLength(2001);
+    expect(new Set(seen).size).toBe(2001);
   });
 
   it('answers one idempotency key fired 20 times at once with one order and 19 replays', async () => {
