@@ -9,7 +9,7 @@ import { adminToken, customerTokens } from './customer-tokens.js';
 import { GraphqlClient } from './graphql-client.js';
 import { createProgress, type Progress } from './progress.js';
 import { benchmarkReserveScript, type RedisBenchmarkResult } from './redis-benchmark.js';
-import { skippedResult, type ScenarioResult } from './scenario-result.js';
+import { failedResult, skippedResult, type ScenarioResult } from './scenario-result.js';
 import { runBareCeiling } from './scenarios/bare-ceiling.js';
 import { runPurchaseStorm } from './scenarios/purchase-storm.js';
 import { runReserveConfirm } from './scenarios/reserve-confirm.js';
@@ -66,7 +66,9 @@ export async function runBench(opts: BenchOptions, progress: Progress = createPr
       ];
       for (const [name, step] of steps) {
         if (!want(name)) continue;
-        const result = await step();
+        // One scenario failing (a server that fell over, a sale that would not sell out) is
+        // reported as such; the others still run and the cleanup still happens.
+        const result = await step().catch((err) => failedResult(name, err));
         scenarios.push(result);
         progress.log(summaryLine(result));
         // Let the ledger drainer and the GC settle so one scenario's tail does not land in the next.
@@ -79,7 +81,7 @@ export async function runBench(opts: BenchOptions, progress: Progress = createPr
       if (code !== 0) progress.log(`warning: the API exited with ${code} on SIGTERM`);
     }
     if (want('ceiling')) {
-      const result = await runBareCeiling(opts, { redisUrl: REDIS_URL, prefix: iso.ceilingPrefix, progress });
+      const result = await runBareCeiling(opts, { redisUrl: REDIS_URL, prefix: iso.ceilingPrefix, progress }).catch((err) => failedResult('ceiling', err));
       scenarios.push(result);
       progress.log(summaryLine(result));
     }

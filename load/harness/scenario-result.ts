@@ -26,6 +26,8 @@ export interface ScenarioResult {
   /** Scenario-specific figures (confirm latency, subscriber delivery times, a skip reason). */
   extra?: Record<string, unknown>;
   skipped?: string;
+  /** The scenario could not finish: why. A run with an error is not a correct run. */
+  error?: string;
 }
 
 /** Measures the CPU a server and this process spend between start() and stop(). */
@@ -59,6 +61,10 @@ export function scenarioResult(name: string, description: string, attempts: numb
     dropped: drive.dropped,
     timedOut: drive.timedOut,
   };
+}
+
+export function failedResult(name: string, err: unknown): ScenarioResult {
+  return { ...skippedResult(name, '', `failed: ${(err as Error)?.message ?? String(err)}`), error: (err as Error)?.stack ?? String(err) };
 }
 
 export function skippedResult(name: string, description: string, reason: string): ScenarioResult {

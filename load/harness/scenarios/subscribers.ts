@@ -63,7 +63,7 @@ export async function runSubscribers(ctx: BenchContext): Promise<ScenarioResult>
     const live = watchers.filter((w) => !w.failed);
     const rssConnected = ctx.server.rssMb();
 
-    const soldOutAt = await sellOut(ctx, sale);
+    const { soldOutAt, codes: sellOutCodes } = await sellOut(ctx, sale);
     const until = Date.now() + SOLD_OUT_TIMEOUT_MS;
     while (Date.now() < until && live.some((w) => !w.statusSoldOutAt || !w.stockSoldOutAt)) await new Promise((r) => setTimeout(r, 20));
 
@@ -92,6 +92,7 @@ export async function runSubscribers(ctx: BenchContext): Promise<ScenarioResult>
         connected: live.length,
         connectSeconds: Math.round(connectSeconds * 100) / 100,
         lastStatusSoldOutMs: status.max,
+        sellOutPurchases: sellOutCodes,
         stockChanged: { latency: stockDelay.summary(), codes: stockDelay.byCode() },
       },
     };
@@ -160,19 +161,27 @@ function describe(err: unknown): string {
   return (err as Error)?.message ?? String(err);
 }
 
-/** Buys every unit at once (one unit each from WATCHED_STOCK customers) and returns the sale's soldOutAt in ms. */
-async function sellOut(ctx: BenchContext, sale: BenchSale): Promise<number> {
+/**
+ * Buys every unit at once (one unit each from WATCHED_STOCK customers, retrying answers that say
+ * "try again") and returns the sale's soldOutAt in ms plus the purchase outcomes seen on the way.
+ */
+async function sellOut(ctx: BenchContext, sale: BenchSale): Promise<{ soldOutAt: number; codes: Record<string, number> }> {
   const client = new GraphqlClient(ctx.server.origin, sale.stock);
+  const codes: Record<string, number> = {};
   try {
     await Promise.all(Array.from({ length: sale.stock }, async (_, i) => {
       const body = JSON.stringify({ query: PURCHASE, variables: { input: { saleItemId: sale.itemId, quantity: 1, idempotencyKey: `${ctx.runTag}-watch-${i}` } } });
-      const { code } = outcomeOf(await client.post(body, ctx.tokens[i % ctx.tokens.length]), 'purchase');
-      if (code !== 'OK') throw new Error(`sell-out purchase ${i} answered ${code}`);
+      for (let attempt = 0; attempt < 50; attempt++) {
+        const { code } = outcomeOf(await client.post(body, ctx.tokens[i % ctx.tokens.length]), 'purchase');
+        codes[code] = (codes[code] ?? 0) + 1;
+        if (code === 'OK' || code === 'SOLD_OUT') return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }));
   } finally {
     await client.close();
   }
   const levels = await ctx.setup.must<{ sale: { soldOutAt: string | null } }>(SALE_LEVELS, { id: sale.saleId });
-  if (!levels.sale.soldOutAt) throw new Error('the watched sale has no soldOutAt after every unit was bought');
-  return Date.parse(levels.sale.soldOutAt);
+  if (!levels.sale.soldOutAt) throw new Error(`the watched sale did not sell out; purchase outcomes ${JSON.stringify(codes)}`);
+  return { soldOutAt: Date.parse(levels.sale.soldOutAt), codes };
 }
