@@ -13,8 +13,10 @@ import { schema } from './schema/index.js';
 import { createLoaders } from './schema/loaders.js';
 import { errorCodes, maskError } from './server/error-codes.js';
 import { graphiqlOptions } from './server/graphiql-examples.js';
+import { createMetrics } from './server/metrics.js';
 import { RateCounter, rateLimit, rateLimitsFromConfig } from './server/rate-limit.js';
 import { Repeater } from './server/repeater.js';
+import { requestLogging } from './server/request-logging.js';
 import { attachWebSocket } from './server/websocket.js';
 import { createServices, type Services } from './services/index.js';
 import { seedSampleSale } from './services/seed.js';
@@ -35,14 +37,17 @@ export interface App {
 export async function startApp(config: Config, opts: { log?: Logger; workers?: boolean } = {}): Promise<App> {
   const log = opts.log ?? createLogger(config.LOG_LEVEL);
   await ensureDatabase(config.DATABASE_URL);
-  const { db, pool } = createDb(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
-  await migrateToLatest(db);
+  const { db: untimedDb, pool } = createDb(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
+  await migrateToLatest(untimedDb);
 
   const redisError = (err: Error, connection: string) => log.warn({ err: err.message, connection }, 'redis connection error');
   const redis = createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, 'flashsale', redisError);
   const publisher = createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, 'flashsale-pub', redisError);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const metrics = createMetrics(registry);
+  // The services' queries are timed; migrations above are not worth a series.
+  const db = untimedDb.withPlugin(metrics.postgres);
   const services = createServices({
     db, redis, publisher, prefix: config.REDIS_PREFIX, jwtSecret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL,
     jwksIssuer: config.JWT_JWKS_ISSUER, jwksAudience: config.JWT_JWKS_AUDIENCE, jwksAllowAdmin: config.JWT_JWKS_ALLOW_ADMIN, confirmWindowMs: config.CONFIRM_WINDOW_MS,
@@ -63,6 +68,8 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     logging: log.child({ source: 'yoga' }),
     maskedErrors: { maskError },
     plugins: [
+      requestLogging(log.child({ source: 'graphql' })),
+      metrics.graphql,
       errorCodes(),
       rateLimit({
         counter: new RateCounter(redis, config.REDIS_PREFIX),
@@ -116,6 +123,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   const websocket = attachWebSocket({
     server, yoga, tokens: services.tokens, maxSubscriptions: config.WS_MAX_SUBSCRIPTIONS, keepAliveMs: config.WS_KEEPALIVE_MS, log: log.child({ source: 'websocket' }),
   });
+  metrics.observe({ services, redis, websocketConnections: () => websocket.connections });
 
   const workers: Repeater[] = [];
   if (opts.workers !== false) {

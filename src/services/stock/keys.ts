@@ -23,6 +23,20 @@ export class SaleKeys {
   usage(saleId: string): string {
     return `${this.base(saleId)}usage`;
   }
+  /**
+   * WAITING entries of an item's waitlist (sorted set), and the waiting room's state hash and
+   * pre-queue set (see waitlist-join.lua, queue-prelude.lua). The scripts derive the same names
+   * from KEYS[1]; these builders are for plain reads such as the metrics.
+   */
+  waitlistQueue(saleId: string, saleItemId: string): string {
+    return `${this.base(saleId)}wlq:${saleItemId}`;
+  }
+  queueState(saleId: string): string {
+    return `${this.base(saleId)}qm`;
+  }
+  preQueue(saleId: string): string {
+    return `${this.base(saleId)}qpre`;
+  }
   /** Sales whose live state the sweepers and drainers visit; outside any sale's slot. */
   liveSales(): string {
     return `${this.prefix}sales:live`;
