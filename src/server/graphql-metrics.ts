@@ -10,7 +10,8 @@ import type { Registry } from 'prom-client';
  *
  * Left out on purpose: the request summary (quantiles computed in-process on every request, which
  * Prometheus derives from the histograms anyway), the deprecated-field counter (a document walk
- * per request) and the `url` label (query strings would make one series per distinct URL).
+ * per request), the `url` label (query strings would make one series per distinct URL) and the
+ * error `path` label (list indices would make one series per position).
  * `operationName` is client-chosen; our clients name a handful of operations, and anonymous
  * ones count as `Anonymous`.
  */
@@ -24,6 +25,6 @@ export function graphqlMetrics(registry: Registry): Plugin {
       graphql_envelop_deprecated_field: false,
       graphql_envelop_execute_resolver: false,
     },
-    labels: { url: false },
+    labels: { url: false, path: false },
   });
 }
