@@ -1,5 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { BenchOptions } from './bench-options.js';
 import type { RedisBenchmarkResult } from './redis-benchmark.js';
@@ -14,7 +14,8 @@ export interface TargetCheck {
 export interface BenchReport {
   startedAt: string;
   finishedAt: string;
-  machine: { cpus: number; cpuModel: string; node: string };
+  /** loadAverage: the 1-minute load average at the start and at the end; above 2 means other work shared the 2 cores. */
+  machine: { cpus: number; cpuModel: string; node: string; loadAverage: { start: number; end: number } };
   options: Omit<BenchOptions, 'scenarios'> & { scenarios: string[] };
   scenarios: ScenarioResult[];
   /** Closed-loop purchase throughput over the bare ceiling's (same load, same workers). */
@@ -25,7 +26,7 @@ export interface BenchReport {
   targets: TargetCheck[];
 }
 
-export function assembleReport(o: { startedAt: Date; opts: BenchOptions; scenarios: ScenarioResult[]; redisBenchmark: RedisBenchmarkResult | null }): BenchReport {
+export function assembleReport(o: { startedAt: Date; loadAtStart: number; opts: BenchOptions; scenarios: ScenarioResult[]; redisBenchmark: RedisBenchmarkResult | null }): BenchReport {
   const by = (name: string) => o.scenarios.find((s) => s.name === name && !s.skipped);
   const closed = by('storm-closed');
   const open = by('storm-open');
@@ -58,7 +59,7 @@ export function assembleReport(o: { startedAt: Date; opts: BenchOptions; scenari
   return {
     startedAt: o.startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version },
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, loadAverage: { start: o.loadAtStart, end: Math.round(loadavg()[0] * 100) / 100 } },
     options: { ...o.opts, scenarios: [...o.opts.scenarios] },
     scenarios: o.scenarios,
     purchaseToCeilingRatio: ratio,
@@ -73,7 +74,7 @@ const codesText = (codes: Record<string, number>) => Object.entries(codes).map((
 export function reportMarkdown(r: BenchReport): string {
   const lines: string[] = [];
   lines.push(`# Bench results`, '');
-  lines.push(`${r.startedAt} → ${r.finishedAt}; ${r.machine.cpus} × ${r.machine.cpuModel}, Node ${r.machine.node}; server WORKERS=${r.options.workers}; server, Redis, PostgreSQL and load generator on this one machine.`, '');
+  lines.push(`${r.startedAt} → ${r.finishedAt}; ${r.machine.cpus} × ${r.machine.cpuModel}, Node ${r.machine.node}; server WORKERS=${r.options.workers}; server, Redis, PostgreSQL and load generator on this one machine; 1-minute load average ${r.machine.loadAverage.start} at the start, ${r.machine.loadAverage.end} at the end${r.machine.loadAverage.end > r.machine.cpus ? ' (other work shared the cores: compare runs by server CPU per request rather than by throughput)' : ''}.`, '');
   lines.push('| scenario | completed | s | per s | p50 ms | p95 ms | p99 ms | max ms | server CPU ms/req | RSS MB before / peak / after | outcomes |');
   lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |');
   for (const s of r.scenarios) {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import type { BenchContext } from './bench-context.js';
 import { benchIsolation, deleteRedisKeys, dropBenchDatabase, REDIS_URL } from './bench-isolation.js';
@@ -24,6 +25,7 @@ import { REPO_ROOT, startServerProcess, type ServerProcess } from './server-proc
  */
 export async function runBench(opts: BenchOptions, progress: Progress = createProgress(opts.progress)): Promise<BenchReport> {
   const startedAt = new Date();
+  const loadAtStart = Math.round(loadavg()[0] * 100) / 100;
   const iso = benchIsolation();
   const scenarios: ScenarioResult[] = [];
   let redisBenchmark: RedisBenchmarkResult | null = null;
@@ -96,7 +98,7 @@ export async function runBench(opts: BenchOptions, progress: Progress = createPr
     await deleteRedisKeys(iso.redisPrefix).catch((err) => progress.log(`cleanup: ${String(err)}`));
   }
   for (const name of apiScenarios) if (!scenarios.some((s) => s.name === name)) scenarios.push(skippedResult(name, '', 'did not run'));
-  return assembleReport({ startedAt, opts, scenarios, redisBenchmark });
+  return assembleReport({ startedAt, loadAtStart, opts, scenarios, redisBenchmark });
 }
 
 function summaryLine(s: ScenarioResult): string {
