@@ -55,7 +55,7 @@ export const FULL_DEFAULTS: BenchOptions = {
   flowConcurrency: 200,
   subscribers: 10_000,
   scenarios: new Set(ALL_SCENARIOS),
-  scenarioTimeoutSeconds: 180,
+  scenarioTimeoutSeconds: 300,
   outDir: 'bench',
   progress: true,
   cpuProfDir: '',

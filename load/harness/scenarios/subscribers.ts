@@ -76,7 +76,7 @@ export async function runSubscribers(ctx: BenchContext): Promise<ScenarioResult>
     const failures = new Map<string, number>();
     for (const w of watchers) if (w.failed) failures.set(w.failed, (failures.get(w.failed) ?? 0) + 1);
     const status = statusDelay.summary();
-    return {
+    const result: ScenarioResult = {
       name: 'subscribers',
       description: `${opts.subscribers} ${DESCRIPTION}`,
       attempts: opts.subscribers,
@@ -87,20 +87,30 @@ export async function runSubscribers(ctx: BenchContext): Promise<ScenarioResult>
       codes: { ...statusDelay.byCode(), ...Object.fromEntries([...failures].map(([k, v]) => [`CONNECT:${k}`, v])) },
       dropped: watchers.length - live.length,
       timedOut: statusDelay.byCode().NOT_SEEN !== undefined,
-      rssMb: { before, during: rss.stop(), after: rssConnected },
+      rssMb: { before, during: rss.stop(), after: 0 },
       extra: {
         connected: live.length,
         connectSeconds: Math.round(connectSeconds * 100) / 100,
+        rssMbConnected: rssConnected,
         lastStatusSoldOutMs: status.max,
         sellOutPurchases: sellOutCodes,
         stockChanged: { latency: stockDelay.summary(), codes: stockDelay.byCode() },
       },
     };
+    // "After" is once every client has gone and the server had 2 s to let go of them.
+    disposeAll(watchers);
+    await new Promise((r) => setTimeout(r, 2000));
+    result.rssMb!.after = ctx.server.rssMb();
+    return result;
   } finally {
     bar.stop();
     rss.stop();
-    for (const w of watchers) w.client.dispose();
+    disposeAll(watchers);
   }
+}
+
+function disposeAll(watchers: Watcher[]): void {
+  for (const w of watchers.splice(0)) w.client.dispose();
 }
 
 /** One phone watching the sale: a graphql-ws client with the two subscriptions; resolves once both sent their first event. */
