@@ -26,6 +26,7 @@ export class RedisProcess {
   async start(): Promise<void> {
     this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     const probe = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on('error', () => {}); // refused until the server is up: expected while probing
     for (let i = 0; i < 100; i++) {
       try {
         await probe.connect();
