@@ -44,24 +44,24 @@ export const options: Options = {
     // Rejections are answers, not failures: HTTP and GraphQL errors must stay rare.
     http_req_failed: ['rate<0.01'],
     checks: ['rate>0.99'],
-    'http_reqs{scenario:closed}': ['rate>=5000'],
+    // k6 computes a counter's rate over the whole test, so the throughput target is only
+    // meaningful when the closed loop runs alone (MODE=closed).
+    ...(MODE === 'closed' ? { http_reqs: ['rate>=5000'] } : {}),
     'http_req_duration{scenario:open}': ['p(95)<50', 'p(99)<150'],
     'dropped_iterations': ['count==0'],
   },
   setupTimeout: '2m',
 };
 
-export function setup(): { sale: SaleRef; tokens: string[] } {
-  const sale = createSale('k6 storm', STOCK, 2);
-  // Signing in setup keeps HMAC work out of the measured iterations.
-  const tokens: string[] = [];
-  for (let i = 0; i < CUSTOMERS; i++) tokens.push(signToken(`k6-cust-${i}`, 'customer'));
-  return { sale, tokens };
+export function setup(): { sale: SaleRef } {
+  return { sale: createSale('k6 storm', STOCK, 2) };
 }
 
-export function purchase(data: { sale: SaleRef; tokens: string[] }): void {
+// Tokens are signed in the VU (HMAC in k6's Go runtime, a few µs) rather than in setup(): k6 copies
+// setup()'s data into every VU, and 50,000 tokens × 500 VUs would be gigabytes.
+export function purchase(data: { sale: SaleRef }): void {
   const i = exec.scenario.iterationInTest;
-  const token = data.tokens[(i * 7919) % data.tokens.length];
+  const token = signToken(`k6-cust-${(i * 7919) % CUSTOMERS}`, 'customer');
   const { res, body } = gql(PURCHASE, { input: { saleItemId: data.sale.itemId, quantity: 1, idempotencyKey: `k6-${exec.scenario.name}-${i}` } }, { token, name: 'purchase' });
   const code = outcome(body, 'purchase');
   outcomes.add(1, { code });
