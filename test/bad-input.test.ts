@@ -73,7 +73,10 @@ describe('malformed input elsewhere: GraphQL error BAD_USER_INPUT, never a 500',
   });
   const badSales: [string, Record<string, unknown>][] = [
     ['startsAt after endsAt', { startsAt: new Date(Date.now() + 200_000).toISOString() }],
-    ['startsAt equal to endsAt', { startsAt: new Date(Date.now() + 120_000).toISOString(), endsAt: new Date(Date.now() + 120_000).toISOString() }],
+    ['startsAt equal to endsAt', (() => {
+      const at = new Date(Date.now() + 120_000).toISOString();
+      return { startsAt: at, endsAt: at };
+    })()],
     ['no items', { items: [] }],
     ['more than 100 items', { items: Array.from({ length: 101 }, () => ({ productId, priceCents: 1, stock: 1 })) }],
     ['zero stock', { items: [{ productId, priceCents: 1, stock: 0 }] }],
