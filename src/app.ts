@@ -13,6 +13,8 @@ import { schema } from './schema/index.js';
 import { createLoaders } from './schema/loaders.js';
 import { errorCodes, maskError } from './server/error-codes.js';
 import { graphiqlOptions } from './server/graphiql-examples.js';
+import { createHardening } from './server/hardening.js';
+import { LoadShedder, withLoadShedding } from './server/load-shedding.js';
 import { createMetrics } from './server/metrics.js';
 import { RateCounter, rateLimit, rateLimitsFromConfig } from './server/rate-limit.js';
 import { Repeater } from './server/repeater.js';
@@ -61,8 +63,12 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     if (saleId) log.info({ saleId }, 'sample sale "1,000 phones" is ACTIVE');
   }
 
+  const hardening = createHardening(config);
+  const shedder = LoadShedder.fromConfig(config, registry, log.child({ source: 'load-shedding' }));
   const yoga = createYoga<Record<string, unknown>, Context>({
-    schema,
+    schema: withLoadShedding(schema, shedder),
+    cors: hardening.cors,
+    batching: hardening.batching,
     graphiql: graphiqlOptions(config.GRAPHIQL ?? config.NODE_ENV !== 'production'),
     landingPage: false,
     logging: log.child({ source: 'yoga' }),
@@ -70,6 +76,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     plugins: [
       requestLogging(log.child({ source: 'graphql' })),
       metrics.graphql,
+      ...hardening.plugins,
       errorCodes(),
       rateLimit({
         counter: new RateCounter(redis, config.REDIS_PREFIX),
@@ -99,6 +106,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   };
 
   const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+    hardening.applyHeaders(res);
     const path = req.url?.split('?')[0];
     if (path === '/health') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
@@ -117,9 +125,11 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       serveLivePage(req, res, path);
       return;
     }
+    shedder.track(req, res);
     return yoga(req, res);
   });
   server.keepAliveTimeout = 65_000;
+  hardening.configureServer(server);
   const websocket = attachWebSocket({
     server, yoga, tokens: services.tokens, maxSubscriptions: config.WS_MAX_SUBSCRIPTIONS, keepAliveMs: config.WS_KEEPALIVE_MS, log: log.child({ source: 'websocket' }),
   });
@@ -157,6 +167,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       clearInterval(idleSweep);
       server.closeAllConnections();
       await Promise.all(workers.map((w) => w.stop()));
+      shedder.close();
       await services.ledger.drainAll().catch(() => undefined);
       await Promise.allSettled([redis.quit(), publisher.quit()]);
       await db.destroy().catch(() => undefined);

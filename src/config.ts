@@ -40,6 +40,41 @@ const schema = z
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     SEED_SAMPLE_SALE: boolish.optional(),
     GRAPHIQL: boolish.optional(),
+    /** Schema introspection; default on outside production, where it only helps someone map the API. */
+    INTROSPECTION: boolish.optional(),
+    /**
+     * Document limits for a public endpoint; the contract's operations stay far inside them. Cost is
+     * graphql-armor's: objects 2, scalars 1, ×1.5 per level, × a literal `first`; a full catalogue
+     * page (100 sales with items and products) costs about 19,000.
+     */
+    GRAPHQL_MAX_DEPTH: z.coerce.number().int().min(1).max(100).default(12),
+    GRAPHQL_MAX_COST: z.coerce.number().int().min(1).max(10_000_000).default(50_000),
+    GRAPHQL_MAX_ALIASES: z.coerce.number().int().min(0).max(1000).default(30),
+    GRAPHQL_MAX_DIRECTIVES: z.coerce.number().int().min(0).max(1000).default(50),
+    GRAPHQL_MAX_TOKENS: z.coerce.number().int().min(50).max(100_000).default(2000),
+    /** Operations one HTTP request may carry as a JSON array; 0 refuses batches. */
+    GRAPHQL_BATCH_LIMIT: z.coerce.number().int().min(0).max(100).default(0),
+    /** Larger request bodies are refused with 413 before they are parsed. */
+    HTTP_MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(50_000_000).default(100_000),
+    /** Time a client has to send a whole request (headers and body). */
+    HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+    /** Browser origins allowed to call the API: "*", a comma-separated list, or "" for none; default "*" outside production, none in it. */
+    CORS_ORIGINS: z.string().optional(),
+    SECURITY_HEADERS: boolish.default(true),
+    /** The CSP frame-ancestors sources: who may embed our pages (GraphiQL) in a frame. */
+    FRAME_ANCESTORS: z.string().min(1).default("'none'"),
+    REFERRER_POLICY: z.string().min(1).default('no-referrer'),
+    /** Strict-Transport-Security max-age; 0 sends none (set it where TLS ends at us or the proxy passes it). */
+    HSTS_MAX_AGE_SECONDS: z.coerce.number().int().min(0).max(63_072_000).default(0),
+    /**
+     * Load shedding: while this many GraphQL requests are in flight, or the event loop's p99 delay
+     * is over the threshold, new customer mutations answer TEMPORARILY_UNAVAILABLE at once instead
+     * of queueing. 0 turns a check off. The event-loop check defaults to 1000 ms, but off under
+     * NODE_ENV=test: tests run client and server in one process and count exact outcomes.
+     */
+    LOAD_SHED_MAX_IN_FLIGHT: z.coerce.number().int().min(0).max(1_000_000).default(2000),
+    LOAD_SHED_EVENT_LOOP_P99_MS: z.coerce.number().int().min(0).max(60_000).optional(),
+    LOAD_SHED_RETRY_AFTER_SECONDS: z.coerce.number().int().min(1).max(60).default(1),
     /** How often each instance sweeps overdue holds; the contract promises units back within 2 s. */
     SWEEP_INTERVAL_MS: z.coerce.number().int().min(50).max(1000).default(250),
     /** How often each instance copies the Redis ledger outbox into PostgreSQL. */

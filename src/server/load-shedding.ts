@@ -1,0 +1,174 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import {
+  GraphQLError,
+  GraphQLObjectType,
+  GraphQLSchema,
+  defaultFieldResolver,
+  getNamedType,
+  isUnionType,
+  responsePathAsArray,
+  type GraphQLFieldConfig,
+  type GraphQLFieldResolver,
+} from 'graphql';
+import type { Logger } from 'pino';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Config } from '../config.js';
+import type { Viewer } from '../services/auth.js';
+import { rejected } from '../services/errors.js';
+
+export type SaturationReason = 'in-flight' | 'event-loop';
+
+export interface LoadShedderOptions {
+  /** Shed while more GraphQL requests than this are in flight; 0 never. */
+  maxInFlight: number;
+  /** Shed while the event loop's p99 delay over the last window is above this; 0 never. */
+  maxEventLoopDelayMs: number;
+  retryAfterSeconds: number;
+  /** How long each event-loop delay sample window lasts. */
+  windowMs?: number;
+  registry?: Registry;
+  log: Logger;
+}
+
+/**
+ * Tells whether this process is saturated. A saturated process that keeps accepting buying calls
+ * only makes every caller wait longer (and time out, and retry): answering the new ones at once
+ * with "retry in a second" keeps latency bounded for the calls it already holds.
+ *
+ * The verdict is taken when a request arrives, so the requests admitted before the process got
+ * busy finish normally and only later arrivals are turned away.
+ */
+export class LoadShedder {
+  private inFlight = 0;
+  private delayP99Ms = 0;
+  private readonly histogram: IntervalHistogram | null;
+  private readonly timer: NodeJS.Timeout | null;
+  private readonly verdicts = new WeakMap<IncomingMessage, SaturationReason>();
+  private readonly shed: Counter<'reason'> | null;
+
+  static fromConfig(config: Config, registry: Registry, log: Logger): LoadShedder {
+    return new LoadShedder({
+      maxInFlight: config.LOAD_SHED_MAX_IN_FLIGHT,
+      maxEventLoopDelayMs: config.LOAD_SHED_EVENT_LOOP_P99_MS ?? (config.NODE_ENV === 'test' ? 0 : 1000),
+      retryAfterSeconds: config.LOAD_SHED_RETRY_AFTER_SECONDS,
+      registry,
+      log,
+    });
+  }
+
+  constructor(private readonly opts: LoadShedderOptions) {
+    const windowMs = opts.windowMs ?? 1000;
+    if (opts.maxEventLoopDelayMs > 0) {
+      this.histogram = monitorEventLoopDelay({ resolution: 10 });
+      this.histogram.enable();
+      this.timer = setInterval(() => this.sample(), windowMs);
+      this.timer.unref();
+    } else {
+      this.histogram = null;
+      this.timer = null;
+    }
+    if (opts.registry) {
+      this.shed = new Counter({ name: 'flashsale_load_shed_total', help: 'Mutations answered TEMPORARILY_UNAVAILABLE because the process was saturated', labelNames: ['reason'], registers: [opts.registry] });
+      const self = this;
+      new Gauge({ name: 'flashsale_graphql_in_flight', help: 'GraphQL HTTP requests being served', registers: [opts.registry], collect() { this.set(self.inFlight); } });
+      new Gauge({ name: 'flashsale_event_loop_delay_p99_seconds', help: 'p99 event-loop delay over the last sample window', registers: [opts.registry], collect() { this.set(self.delayP99Ms / 1000); } });
+    } else {
+      this.shed = null;
+    }
+  }
+
+  private sample(): void {
+    if (!this.histogram) return;
+    const p99 = this.histogram.count > 0 ? this.histogram.percentile(99) / 1e6 : 0;
+    if (p99 > this.opts.maxEventLoopDelayMs && this.delayP99Ms <= this.opts.maxEventLoopDelayMs) {
+      this.opts.log.warn({ p99Ms: Math.round(p99) }, 'event loop saturated; shedding new mutations');
+    }
+    this.delayP99Ms = p99;
+    this.histogram.reset();
+  }
+
+  /** Counts an HTTP request as in flight until its response is closed, and judges it on arrival. */
+  track(req: IncomingMessage, res: ServerResponse): void {
+    // An SSE subscription stays open for minutes; it is a reader, not work in progress.
+    if (req.headers.accept?.includes('text/event-stream')) return;
+    this.inFlight++;
+    res.once('close', () => this.inFlight--);
+    const reason = this.saturation();
+    if (reason) this.verdicts.set(req, reason);
+  }
+
+  /** The verdict for a request (taken on arrival), or now for calls that came another way (WebSocket). */
+  verdict(req: IncomingMessage | undefined): SaturationReason | null {
+    return req ? (this.verdicts.get(req) ?? null) : this.saturation();
+  }
+
+  saturation(): SaturationReason | null {
+    if (this.opts.maxInFlight > 0 && this.inFlight > this.opts.maxInFlight) return 'in-flight';
+    if (this.opts.maxEventLoopDelayMs > 0 && this.delayP99Ms > this.opts.maxEventLoopDelayMs) return 'event-loop';
+    return null;
+  }
+
+  get retryAfterSeconds(): number {
+    return this.opts.retryAfterSeconds;
+  }
+
+  recordShed(reason: SaturationReason): void {
+    this.shed?.inc({ reason });
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.histogram?.disable();
+  }
+}
+
+interface ShedContext {
+  viewer?: Viewer | null;
+  req?: IncomingMessage;
+}
+
+/**
+ * The schema with every root mutation guarded: while the process is saturated, a customer's
+ * mutation that returns a union with `Rejected` answers `Rejected` TEMPORARILY_UNAVAILABLE with
+ * `retryAfterSeconds` (a value the client already handles, HTTP 200), any other a GraphQL error
+ * with the same code. Nothing of the mutation runs. Admins are never shed (they may be pausing
+ * the sale that causes the load); calls without a viewer go through to fail fast on their own,
+ * except login and register, whose password hashing is the costliest thing we do.
+ */
+export function withLoadShedding(schema: GraphQLSchema, shedder: LoadShedder): GraphQLSchema {
+  const mutation = schema.getMutationType();
+  if (!mutation) return schema;
+  const config = mutation.toConfig();
+  const fields: Record<string, GraphQLFieldConfig<unknown, unknown>> = {};
+  for (const [name, field] of Object.entries(config.fields)) {
+    fields[name] = { ...field, resolve: guard(name, field, shedder) };
+  }
+  const guarded = new GraphQLObjectType({ ...config, fields });
+  const schemaConfig = schema.toConfig();
+  return new GraphQLSchema({ ...schemaConfig, mutation: guarded, types: schemaConfig.types.filter((t) => t !== mutation) });
+}
+
+function guard(name: string, field: GraphQLFieldConfig<unknown, unknown>, shedder: LoadShedder): GraphQLFieldResolver<unknown, unknown> {
+  const resolve = field.resolve ?? defaultFieldResolver;
+  const named = getNamedType(field.type);
+  const answersRejected = isUnionType(named) && named.getTypes().some((t) => t.name === 'Rejected');
+  const anonymousAllowed = name === 'login' || name === 'register';
+  return (source, args, context, info) => {
+    const ctx = context as ShedContext;
+    const viewer = ctx.viewer ?? null;
+    if (viewer?.role === 'admin' || (!viewer && !anonymousAllowed)) return resolve(source, args, context, info);
+    const reason = shedder.verdict(ctx.req);
+    if (!reason) return resolve(source, args, context, info);
+    shedder.recordShed(reason);
+    const retryAfterSeconds = shedder.retryAfterSeconds;
+    const message = 'We are very busy this second; nothing was done. Please retry shortly.';
+    if (answersRejected) return rejected('TEMPORARILY_UNAVAILABLE', { retryAfterSeconds, message });
+    // Located already (it has its path), so it reaches the client as it is, not as an unexpected error.
+    throw new GraphQLError(message, {
+      nodes: info.fieldNodes,
+      path: responsePathAsArray(info.path),
+      extensions: { code: 'TEMPORARILY_UNAVAILABLE', retryAfterSeconds, http: { headers: { 'Retry-After': String(retryAfterSeconds) } } },
+    });
+  };
+}
