@@ -1,0 +1,151 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** A free TCP port on the loopback (free when asked; good enough for a test's own processes). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** One API server process (`node --import tsx src/main.ts`), as production runs it. */
+export interface ApiProcess {
+  readonly url: string;
+  readonly port: number;
+  readonly pid: number;
+  readonly exited: Promise<number | null>;
+  /** The last lines it wrote, for failure messages. */
+  tail(): string;
+  /** kill -9: no shutdown hook runs, in-flight work is lost mid-step. */
+  crash(): Promise<void>;
+  /** SIGTERM and wait (SIGKILL after 15 s). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the API with `env` on a port of its own and waits until `/ready` answers 200. The
+ * database should exist and be migrated already when several processes start together.
+ */
+export async function spawnApi(env: Record<string, string>, opts: { port?: number; timeoutMs?: number } = {}): Promise<ApiProcess> {
+  const port = opts.port ?? (await freePort());
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, NODE_ENV: 'test', WORKERS: '1', ...env, PORT: String(port), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  const keep = (chunk: Buffer) => {
+    log = (log + chunk.toString()).slice(-6000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  let code: number | null | undefined;
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve((code = c))));
+  const url = `http://127.0.0.1:${port}`;
+
+  const deadline = Date.now() + (opts.timeoutMs ?? 45_000);
+  for (;;) {
+    if (code !== undefined) throw new Error(`API process exited with ${code} before it was ready:\n${log}`);
+    try {
+      if ((await fetch(`${url}/ready`)).status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`API process not ready within ${opts.timeoutMs ?? 45_000} ms:\n${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+
+  return {
+    url,
+    port,
+    pid: child.pid!,
+    exited,
+    tail: () => log,
+    crash: async () => {
+      if (code !== undefined) return;
+      child.kill('SIGKILL');
+      await exited;
+    },
+    stop: async () => {
+      if (code !== undefined) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * A TCP proxy in front of PostgreSQL that can be cut: `cut()` destroys every open connection and
+ * stops listening, so the server sees its sockets die and new connections refused, as when the
+ * database host goes away; `restore()` listens again on the same port.
+ */
+export class PgProxy {
+  private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
+
+  private constructor(readonly port: number, private readonly target: { host: string; port: number }) {}
+
+  static async start(target: { host: string; port: number }): Promise<PgProxy> {
+    const proxy = new PgProxy(await freePort(), target);
+    await proxy.restore();
+    return proxy;
+  }
+
+  /** The database URL `url` reached through the proxy. */
+  urlFor(url: string): string {
+    const u = new URL(url);
+    u.host = `127.0.0.1:${this.port}`;
+    return u.toString();
+  }
+
+  get isCut(): boolean {
+    return this.server === null;
+  }
+
+  async restore(): Promise<void> {
+    if (this.server) return;
+    const server = createServer((client) => {
+      const upstream = connect(this.target.port, this.target.host);
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => undefined);
+      }
+      client.pipe(upstream);
+      upstream.pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.server = server;
+  }
+
+  async cut(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = null;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const s of this.sockets) s.destroy();
+    await closed;
+  }
+
+  async close(): Promise<void> {
+    await this.cut();
+  }
+}
