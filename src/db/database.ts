@@ -25,8 +25,11 @@ class StaticMigrationProvider implements MigrationProvider {
 
 export function createDb(databaseUrl: string, poolSize = 20): { db: Db; pool: pg.Pool } {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, connectionTimeoutMillis: 2000 });
-  // An idle client's error (e.g. PostgreSQL restarted) must not crash the process.
+  // A connection reset must never crash the process: idle clients report through the pool, and a
+  // checked-out client emits 'error' itself (pg-pool drops its listener on checkout). The query in
+  // flight still rejects, and the caller answers TEMPORARILY_UNAVAILABLE.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), pool };
 }
 
