@@ -6,6 +6,8 @@ import { UnavailableError } from '../services/errors.js';
  * Gives every error the contract's `extensions.code`: malformed documents and variables are
  * BAD_USER_INPUT, an unavailable dependency is TEMPORARILY_UNAVAILABLE (with retryAfterSeconds),
  * anything unexpected is masked (no message, no stack) as INTERNAL_SERVER_ERROR.
+ * Expected errors come back as the very same object: Yoga logs, as unexpected, every error that
+ * masking replaced.
  */
 export function maskError(error: unknown, message: string, isDev?: boolean): Error {
   const original = error instanceof GraphQLError ? error.originalError : error;
@@ -15,9 +17,11 @@ export function maskError(error: unknown, message: string, isDev?: boolean): Err
     });
   }
   if (error instanceof GraphQLError && !error.originalError) {
-    return withCode(error, 'BAD_USER_INPUT');
+    if (!error.extensions.code) (error.extensions as Record<string, unknown>).code = 'BAD_USER_INPUT';
+    return error;
   }
-  if (error instanceof GraphQLError && error.originalError instanceof GraphQLError) return error.originalError;
+  // A resolver's own GraphQLError (its located copy carries the same extensions and the path).
+  if (error instanceof GraphQLError && error.originalError instanceof GraphQLError) return error;
   return yogaMaskError(error, message, isDev);
 }
 
