@@ -1,16 +1,12 @@
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import pg from 'pg';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApp, type App } from '../src/app.js';
-import { TokenService } from '../src/services/auth.js';
 import { createSale } from './support/fixtures.js';
-import { deleteRedisPrefix, dropDatabase, GqlClient, isolation, startTestServer, testConfig, type TestServer } from './support/harness.js';
+import { startTestServer, type TestServer } from './support/harness.js';
 import { PURCHASE, RESERVE } from './support/operations.js';
 
 const REGISTER = `mutation($email: String!, $password: String!) { register(email: $email, password: $password) { token customerId expiresAt } }`;
@@ -22,29 +18,7 @@ const MY_ORDERS = `{ me { id orders(first: 10) { edges { node { id ${DELIVERY_FI
 const CONFIRM_WITH_DELIVERY = `mutation($id: ID!, $delivery: DeliveryInput) { confirmReservation(reservationId: $id, delivery: $delivery) {
   __typename ... on PurchaseSuccess { order { id ${DELIVERY_FIELDS} } } ... on Rejected { code field message } } }`;
 
-/** A server like the harness's, but whose every log line (at trace level) is kept for inspection. */
-async function startLoggedServer(label: string): Promise<TestServer & { logs: string[] }> {
-  const iso = isolation(label);
-  const config = testConfig(iso, { LOG_LEVEL: 'trace' });
-  const logs: string[] = [];
-  const sink = new Writable({ write(chunk, _enc, done) { logs.push(String(chunk)); done(); } });
-  const app: App = await startApp(config, { log: pino({ level: 'trace' }, sink) });
-  const client = new GqlClient(app.url);
-  const tokens = new TokenService(config.JWT_SECRET);
-  const admin = (await tokens.sign('admin-1', 'admin')).token;
-  return {
-    app, client, tokens, admin, logs,
-    token: async (subject, role = 'customer') => (await tokens.sign(subject, role)).token,
-    close: async () => {
-      await client.close();
-      await app.stop();
-      await dropDatabase(iso.databaseUrl);
-      await deleteRedisPrefix(iso.redisPrefix);
-    },
-  };
-}
-
-let t: TestServer & { logs: string[] };
+let t: TestServer;
 const passwords: string[] = [];
 let n = 0;
 const uniqueEmail = (tag: string) => `${tag}-${process.pid}-${n++}@example.com`;
@@ -61,7 +35,7 @@ async function register(email: string, pw: string) {
 }
 
 beforeAll(async () => {
-  t = await startLoggedServer('accounts');
+  t = await startTestServer('accounts', { LOG_LEVEL: 'trace' }, { captureLogs: 'trace' });
 });
 afterAll(() => t?.close());
 
@@ -159,7 +133,7 @@ describe('register and login (built-in identity)', () => {
 
   it('never writes a password to the log, even at trace level', async () => {
     expect(t.logs.length).toBeGreaterThan(0);
-    const all = t.logs.join('');
+    const all = JSON.stringify(t.logs);
     expect(passwords.length).toBeGreaterThan(5);
     for (const p of passwords) expect(all).not.toContain(p);
   });

@@ -1,11 +1,7 @@
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApp } from '../src/app.js';
-import { TokenService } from '../src/services/auth.js';
 import { createSale } from './support/fixtures.js';
-import { deleteRedisPrefix, dropDatabase, eventually, GqlClient, isolation, testConfig, type TestServer } from './support/harness.js';
+import { eventually, startTestServer, type TestServer } from './support/harness.js';
 import { STOCK_CHANGED, Recorder, wsClient } from './support/live.js';
 import { PURCHASE, RESERVE, SALE_ITEM } from './support/operations.js';
 import { scrape } from './support/prometheus-text.js';
@@ -14,32 +10,12 @@ const JOIN_WAITLIST = /* GraphQL */ `mutation JoinWaitlist($item: ID!) { joinWai
 const JOIN_QUEUE = /* GraphQL */ `mutation JoinQueue($saleId: ID!) { joinQueue(saleId: $saleId) { __typename ... on QueueTicket { status } ... on Rejected { code } } }`;
 
 /** Log lines the server wrote, parsed. */
-const logLines: Record<string, any>[] = [];
+let logLines: Record<string, any>[] = [];
 let t: TestServer;
 
 beforeAll(async () => {
-  const iso = isolation('metrics');
-  const config = testConfig(iso, { RATE_LIMIT_ENABLED: 'false' });
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      for (const line of String(chunk).split('\n')) if (line) logLines.push(JSON.parse(line));
-      done();
-    },
-  });
-  const app = await startApp(config, { log: pino({ level: 'debug' }, sink) });
-  const client = new GqlClient(app.url, 16);
-  const tokens = new TokenService(config.JWT_SECRET);
-  t = {
-    app, client, tokens,
-    admin: (await tokens.sign('admin-1', 'admin')).token,
-    token: async (subject, role = 'customer') => (await tokens.sign(subject, role)).token,
-    close: async () => {
-      await client.close();
-      await app.stop();
-      await dropDatabase(iso.databaseUrl);
-      await deleteRedisPrefix(iso.redisPrefix);
-    },
-  };
+  t = await startTestServer('metrics', { RATE_LIMIT_ENABLED: 'false' }, { captureLogs: 'debug' });
+  logLines = t.logs;
 });
 afterAll(() => t?.close());
 

@@ -60,7 +60,7 @@ beforeAll(async () => {
   const tokens = new TokenService(config.JWT_SECRET);
   const admin = (await tokens.sign('admin-1', 'admin')).token;
   t = {
-    app: a, client: new GqlClient(a.url), tokens, admin,
+    logs: [], app: a, client: new GqlClient(a.url), tokens, admin,
     token: async (subject, role = 'customer') => (await tokens.sign(subject, role)).token,
     close: async () => undefined,
   };

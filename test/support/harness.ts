@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { Agent, request } from 'undici';
@@ -93,6 +95,8 @@ export class GqlClient {
 }
 
 export interface TestServer {
+  /** Every log line (JSON), when started with `captureLogs`. */
+  logs: Record<string, any>[];
   app: App;
   client: GqlClient;
   tokens: TokenService;
@@ -101,16 +105,27 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** Starts a real server on a free port with its own database and Redis prefix. */
-export async function startTestServer(label: string, extraEnv: Record<string, string> = {}): Promise<TestServer> {
+/**
+ * Starts a real server on a free port with its own database and Redis prefix; with `captureLogs`
+ * its log lines at that level and above are kept in `logs` (else logging follows LOG_LEVEL).
+ */
+export async function startTestServer(label: string, extraEnv: Record<string, string> = {}, opts: { captureLogs?: pino.Level } = {}): Promise<TestServer> {
   const iso = isolation(label);
   const config = testConfig(iso, extraEnv);
-  const app = await startApp(config, { log: createLogger(config.LOG_LEVEL) });
+  const logs: Record<string, any>[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n')) if (line) logs.push(JSON.parse(line));
+      done();
+    },
+  });
+  const log = opts.captureLogs ? pino({ level: opts.captureLogs }, sink) : createLogger(config.LOG_LEVEL);
+  const app = await startApp(config, { log });
   const client = new GqlClient(app.url);
   const tokens = new TokenService(config.JWT_SECRET);
   const admin = (await tokens.sign('admin-1', 'admin')).token;
   return {
-    app, client, tokens, admin,
+    logs, app, client, tokens, admin,
     token: async (subject, role = 'customer') => (await tokens.sign(subject, role)).token,
     close: async () => {
       await client.close();
