@@ -9,8 +9,7 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
-import { Redis } from 'ioredis';
-import pg from 'pg';
+import { deleteKeysWithPrefix, dropDatabase } from '../dev/scratch.js';
 import { GraphqlClient, outcomeOf } from '../../load/harness/graphql-client.js';
 import { LatencyRecorder } from '../../load/harness/latency-recorder.js';
 import { driveClosedLoop } from '../../load/harness/load-drivers.js';
@@ -135,36 +134,17 @@ async function startServer(env: Record<string, string>, port: number): Promise<D
 }
 
 /** A database of the demo's own next to the configured one, so the demo never touches real data. */
-function demoDatabase(config: Config, tag: string): { url: string; adminUrl: string; name: string } {
+function demoDatabase(config: Config, tag: string): { url: string; name: string } {
   const url = new URL(config.DATABASE_URL);
   const name = `flashsale_demo_${tag}`;
   url.pathname = `/${name}`;
-  const admin = new URL(config.DATABASE_URL);
-  admin.pathname = '/postgres';
-  return { url: url.toString(), adminUrl: admin.toString(), name };
+  return { url: url.toString(), name };
 }
 
-async function dropDemoData(db: { adminUrl: string; name: string }, redisUrl: string, prefix: string): Promise<void> {
+async function dropDemoData(db: { url: string; name: string }, redisUrl: string, prefix: string): Promise<void> {
   if (!/^flashsale_demo_[a-z0-9_]+$/.test(db.name) || !prefix.startsWith('fsdemo:')) throw new Error('refusing to delete data the demo did not make');
-  const client = new pg.Client({ connectionString: db.adminUrl });
-  await client.connect();
-  try {
-    await client.query(`drop database if exists "${db.name}" with (force)`);
-  } finally {
-    await client.end();
-  }
-  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
-  try {
-    await redis.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.unlink(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
+  await dropDatabase(db.url);
+  await deleteKeysWithPrefix(redisUrl, prefix);
 }
 
 // ---------------------------------------------------------------- the sale and the storm

@@ -1,13 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import pg from 'pg';
-import { Redis } from 'ioredis';
 import { Agent, request } from 'undici';
 import { parseConfig, type Config } from '../../src/config.js';
 import { startApp, type App } from '../../src/app.js';
 import { createLogger } from '../../src/logger.js';
 import { TokenService } from '../../src/services/auth.js';
+import { deleteKeysWithPrefix, dropDatabase } from '../../src/dev/scratch.js';
 
 export const PG_ADMIN_URL = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
@@ -36,29 +35,10 @@ export function testConfig(iso: { databaseUrl: string; redisPrefix: string }, ex
   });
 }
 
-export async function dropDatabase(databaseUrl: string): Promise<void> {
-  const name = new URL(databaseUrl).pathname.slice(1);
-  const client = new pg.Client({ connectionString: PG_ADMIN_URL });
-  await client.connect();
-  try {
-    await client.query(`drop database if exists "${name}" with (force)`);
-  } finally {
-    await client.end();
-  }
-}
+export { dropDatabase };
 
 export async function deleteRedisPrefix(prefix: string): Promise<void> {
-  const redis = new Redis(REDIS_URL);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
+  await deleteKeysWithPrefix(REDIS_URL, prefix);
 }
 
 export interface GqlResult<T = any> {
