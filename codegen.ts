@@ -10,7 +10,7 @@ const config: CodegenConfig = {
     'src/generated/graphql/': {
       preset: 'client',
       config: { emitLegacyCommonJSImports: false, useTypeImports: true, enumsAsTypes: true, scalars: { DateTime: 'string', BigInt: 'string' } },
-      presetConfig: { fragmentMasking: false },
+      presetConfig: { fragmentMasking: false, persistedDocuments: { hashAlgorithm: 'sha256' } },
     },
   },
 };

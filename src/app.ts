@@ -12,6 +12,8 @@ import type { Context } from './schema/context.js';
 import { schema } from './schema/index.js';
 import { createLoaders } from './schema/loaders.js';
 import { errorCodes, maskError } from './server/error-codes.js';
+import { FastLane } from './server/fast-lane.js';
+import { PersistedOperations } from './server/persisted-operations.js';
 import { graphiqlOptions } from './server/graphiql-examples.js';
 import { createHardening } from './server/hardening.js';
 import { LoadShedder, withLoadShedding } from './server/load-shedding.js';
@@ -65,8 +67,10 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
 
   const hardening = createHardening(config);
   const shedder = LoadShedder.fromConfig(config, registry, log.child({ source: 'load-shedding' }));
+  const persisted = PersistedOperations.generated();
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema: withLoadShedding(schema, shedder),
+    extraParamNames: ['documentId'],
     cors: hardening.cors,
     batching: hardening.batching,
     graphiql: graphiqlOptions(config.GRAPHIQL ?? config.NODE_ENV !== 'production'),
@@ -74,6 +78,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     logging: log.child({ source: 'yoga' }),
     maskedErrors: { maskError },
     plugins: [
+      persisted.plugin(),
       requestLogging(log.child({ source: 'graphql' })),
       metrics.graphql,
       ...hardening.plugins,
@@ -105,6 +110,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     return null;
   };
 
+  const fastLane = new FastLane(yoga as unknown as ConstructorParameters<typeof FastLane>[0], persisted, registry);
   const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
     hardening.applyHeaders(res);
     const path = req.url?.split('?')[0];
@@ -126,7 +132,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       return;
     }
     shedder.track(req, res);
-    return yoga(req, res);
+    fastLane.handle(req, res);
   });
   server.keepAliveTimeout = 65_000;
   hardening.configureServer(server);

@@ -203,7 +203,18 @@ function nulInVariables(variables: unknown): string | null {
   return null;
 }
 
+/** Documents come from Yoga's parse cache, so each one is walked once, not once per request. */
+const nulInDocuments = new WeakMap<DocumentNode, string | null>();
+
 function nulInDocument(document: DocumentNode): string | null {
+  let found = nulInDocuments.get(document);
+  if (found !== undefined) return found;
+  found = nulInDocumentText(document);
+  nulInDocuments.set(document, found);
+  return found;
+}
+
+function nulInDocumentText(document: DocumentNode): string | null {
   let found: string | null = null;
   visit(document, {
     [Kind.STRING](node) {

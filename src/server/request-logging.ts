@@ -9,17 +9,22 @@ export const REQUEST_ID_HEADER = 'x-request-id';
 /** What a proxy or client may hand us as a request id; anything else is replaced, never logged raw. */
 const ACCEPTED_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** The header's request id when it is one we accept, else null. */
+export function acceptedRequestId(header: string | string[] | null | undefined): string | null {
+  return typeof header === 'string' && ACCEPTED_ID.test(header) ? header : null;
+}
+
 /** Operations slower than this are logged at warn even when they succeed. */
 const SLOW_MS = 1000;
 
 /** Codes that mean something broke on our side rather than a business answer. */
 const FAILURE_CODES = new Set(['INTERNAL_SERVER_ERROR', 'TEMPORARILY_UNAVAILABLE']);
 
-const loggers = new WeakMap<object, Logger>();
+const loggers = new WeakMap<object, () => Logger>();
 
 /** The operation's child logger (requestId, operationName), for code that has the GraphQL context. */
 export function requestLogger(context: object): Logger | undefined {
-  return loggers.get(context);
+  return loggers.get(context)?.();
 }
 
 interface LoggedContext {
@@ -42,47 +47,53 @@ export function requestLogging(log: Logger): Plugin {
     const fromRequest = context.request && ids.get(context.request);
     if (fromRequest) return fromRequest;
     const raw = context.request?.headers.get(REQUEST_ID_HEADER) ?? headerOf(context.req);
-    return raw && ACCEPTED_ID.test(raw) ? raw : randomUUID();
+    return acceptedRequestId(raw) ?? randomUUID();
   };
 
+  // pino children cost an object and a redaction setup each: made only when something is logged.
   const start = (context: LoggedContext & object, args: { document: Parameters<typeof getOperationAST>[0]; operationName?: string | null }) => {
-    const operation = getOperationAST(args.document, args.operationName);
-    const child = log.child({
-      requestId: requestIdOf(context),
-      operationName: operation?.name?.value ?? args.operationName ?? 'Anonymous',
-      operationType: operation?.operation ?? 'unknown',
-    });
-    loggers.set(context, child);
-    return { child, startedAt: performance.now() };
+    let child: Logger | undefined;
+    const childLog = () =>
+      (child ??= (() => {
+        const operation = getOperationAST(args.document, args.operationName);
+        return log.child({
+          requestId: requestIdOf(context),
+          operationName: operation?.name?.value ?? args.operationName ?? 'Anonymous',
+          operationType: operation?.operation ?? 'unknown',
+        });
+      })());
+    loggers.set(context, childLog);
+    return { childLog, startedAt: performance.now() };
   };
 
   return {
     onRequest({ request }) {
       const header = request.headers.get(REQUEST_ID_HEADER);
-      ids.set(request, header && ACCEPTED_ID.test(header) ? header : randomUUID());
+      ids.set(request, acceptedRequestId(header) ?? randomUUID());
     },
     onResponse({ request, response }) {
       const id = ids.get(request);
       if (id) response.headers.set(REQUEST_ID_HEADER, id);
     },
     onExecute({ args }) {
-      const { child, startedAt } = start(args.contextValue as LoggedContext & object, args);
+      const { childLog, startedAt } = start(args.contextValue as LoggedContext & object, args);
       return {
         onExecuteDone({ result }) {
           // Incremental delivery (@defer/@stream) is not used here; log its start like a plain result.
-          if (isExecutionResult(result)) logDone(child, startedAt, result.errors);
-          else child.debug('operation streaming');
+          if (isExecutionResult(result)) logDone(log, childLog, startedAt, result.errors);
+          else childLog().debug('operation streaming');
         },
       };
     },
     onSubscribe({ args }) {
-      const { child, startedAt } = start(args.contextValue as LoggedContext & object, args);
+      const { childLog, startedAt } = start(args.contextValue as LoggedContext & object, args);
+      const child = childLog();
       child.debug('subscription started');
       let events = 0;
       return {
         onSubscribeResult({ result }) {
           if (isExecutionResult(result)) {
-            logDone(child, startedAt, result.errors);
+            logDone(log, childLog, startedAt, result.errors);
             return undefined;
           }
           return {
@@ -100,13 +111,14 @@ export function requestLogging(log: Logger): Plugin {
   };
 }
 
-function logDone(log: Logger, startedAt: number, errors: readonly GraphQLError[] | undefined): void {
+function logDone(base: Logger, childLog: () => Logger, startedAt: number, errors: readonly GraphQLError[] | undefined): void {
   const durationMs = Math.round((performance.now() - startedAt) * 10) / 10;
   if (!errors?.length) {
-    if (durationMs >= SLOW_MS) log.warn({ durationMs }, 'slow operation');
-    else log.debug({ durationMs }, 'operation done');
+    if (durationMs >= SLOW_MS) childLog().warn({ durationMs }, 'slow operation');
+    else if (base.isLevelEnabled('debug')) childLog().debug({ durationMs }, 'operation done');
     return;
   }
+  const log = childLog();
   const codes = errors.map((e) => String(e.extensions?.code ?? 'INTERNAL_SERVER_ERROR'));
   const failed = codes.some((c) => FAILURE_CODES.has(c));
   // Messages of unexpected errors help whoever reads the log; business errors are told by their code.
