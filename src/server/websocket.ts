@@ -1,12 +1,15 @@
 import type { IncomingMessage, Server } from 'node:http';
-import { GraphQLError, type ExecutionArgs } from 'graphql';
-import { CloseCode, type OperationResult, type SubscribePayload } from 'graphql-ws';
+import { GraphQLError, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from 'graphql';
+import { CloseCode, type Context as GraphqlWsContext, type OperationResult, type SubscribePayload } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import type { YogaServerInstance } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Context } from '../schema/context.js';
+import { createLoaders } from '../schema/loaders.js';
 import type { TokenService } from '../services/auth.js';
+import { isShareableSubscription, SharedExecutor, type SharedOperation } from '../services/live/shared-execution.js';
+import { maskError } from './error-codes.js';
 
 interface ConnectionState {
   /** The connection_init payload's authorization, re-verified at every subscribe so expiry is honoured. */
@@ -19,11 +22,26 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 type ConnectionExtra = { socket: WebSocket; request: IncomingMessage; live?: ConnectionState };
 
+type ServerContext = GraphqlWsContext<Record<string, unknown> | undefined, ConnectionExtra>;
+
 /** Yoga's enveloped execute/subscribe for this operation, handed to graphql-ws through rootValue. */
-interface EnvelopedRoots {
+interface EnvelopedPlan {
+  kind: 'enveloped';
   execute: (args: ExecutionArgs) => OperationResult;
   subscribe: (args: ExecutionArgs) => OperationResult;
 }
+
+/** A public subscription whose events are executed once for all its subscribers (see SharedExecutor). */
+interface SharedPlan {
+  kind: 'shared';
+  op: SharedOperation;
+  fallback: () => Promise<OperationResult>;
+}
+
+type Plan = EnvelopedPlan | SharedPlan;
+
+/** Distinct shareable documents remembered; clients send a handful, so this only bounds abuse. */
+const MAX_SHAREABLE_DOCUMENTS = 256;
 
 export interface WebSocketOptions {
   server: Server;
@@ -48,6 +66,54 @@ export interface WebSocketEndpoint {
 export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
   const wss = new WebSocketServer({ server: o.server, path: o.yoga.graphqlEndpoint });
   const log = o.log;
+
+  const shared = new SharedExecutor({ anonymousContext: anonymousContextOf(o.yoga), maskErrors: (errors) => errors.map((e) => masked(e, log)) });
+  /** Shareable documents by query text, parsed and validated once (as Yoga caches them too). */
+  const shareable = new Map<string, { id: number; schema: GraphQLSchema; document: DocumentNode }>();
+  let nextId = 0;
+
+  /** The regular path: this subscriber's own Yoga envelope, context and executions. */
+  const prepare = async (ctx: ServerContext, payload: SubscribePayload) => {
+    const request = requestOf(ctx.extra.request, ctx.extra.live?.authorization ?? null);
+    const { schema, execute, subscribe, contextFactory, parse, validate } = o.yoga.getEnveloped({
+      ...ctx,
+      req: ctx.extra.request,
+      socket: ctx.extra.socket,
+      params: payload,
+      request,
+    });
+    let document: DocumentNode;
+    try {
+      document = parse(payload.query);
+    } catch (err) {
+      if (err instanceof GraphQLError) return [withCode(err, 'GRAPHQL_PARSE_FAILED')];
+      throw err;
+    }
+    const errors = validate(schema, document);
+    if (errors.length > 0) return errors.map((e: GraphQLError) => withCode(e, 'GRAPHQL_VALIDATION_FAILED'));
+    return { schema, document, contextFactory, plan: { kind: 'enveloped', execute, subscribe } satisfies Plan as Plan };
+  };
+  const envelopedArgs = async (ctx: ServerContext, payload: SubscribePayload): Promise<GraphQLError[] | ExecutionArgs> => {
+    const p = await prepare(ctx, payload);
+    if (Array.isArray(p)) return p;
+    return {
+      schema: p.schema, document: p.document, operationName: payload.operationName, variableValues: payload.variables,
+      contextValue: await p.contextFactory(), rootValue: p.plan,
+    };
+  };
+  const sharedArgs = (entry: { id: number; schema: GraphQLSchema; document: DocumentNode }, variables: string, ctx: ServerContext, payload: SubscribePayload): ExecutionArgs => {
+    const op: SharedOperation = {
+      schema: entry.schema, document: entry.document, operationName: payload.operationName, variableValues: payload.variables,
+      key: `${entry.id}|${payload.operationName ?? ''}|${variables}`,
+    };
+    // The source could not be opened (bad arguments, unknown sale): the regular path answers, with its error handling.
+    const fallback = async (): Promise<OperationResult> => {
+      const args = await envelopedArgs(ctx, payload);
+      if (Array.isArray(args)) return { errors: args };
+      return (args.rootValue as EnvelopedPlan).subscribe(args);
+    };
+    return { schema: entry.schema, document: entry.document, operationName: payload.operationName, variableValues: payload.variables, contextValue: undefined, rootValue: { kind: 'shared', op, fallback } satisfies Plan };
+  };
 
   const handle = useServer<Record<string, unknown> | undefined, ConnectionExtra>(
     {
@@ -76,35 +142,34 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
         if (Object.keys(ctx.subscriptions).length > o.maxSubscriptions) {
           return [new GraphQLError(`A connection may hold at most ${o.maxSubscriptions} subscriptions; complete one first.`, { extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' } })];
         }
-        const request = requestOf(ctx.extra.request, ctx.extra.live?.authorization ?? null);
-        const { schema, execute, subscribe, contextFactory, parse, validate } = o.yoga.getEnveloped({
-          ...ctx,
-          req: ctx.extra.request,
-          socket: ctx.extra.socket,
-          params: payload,
-          request,
-        });
-        let document;
-        try {
-          document = parse(payload.query);
-        } catch (err) {
-          if (err instanceof GraphQLError) return [withCode(err, 'GRAPHQL_PARSE_FAILED')];
-          throw err;
+        const variables = JSON.stringify(payload.variables ?? null);
+        // Text with NUL is refused by the regular path (hardening), so it never takes the shared one.
+        const mayShare = !payload.query.includes('\0') && !variables.includes('\\u0000');
+        const known = mayShare ? shareable.get(payload.query) : undefined;
+        if (known) return sharedArgs(known, variables, ctx, payload);
+        const p = await prepare(ctx, payload);
+        if (Array.isArray(p)) return p;
+        if (mayShare && isShareableSubscription(p.schema, p.document)) {
+          if (shareable.size >= MAX_SHAREABLE_DOCUMENTS) shareable.delete(shareable.keys().next().value!);
+          const entry = { id: nextId++, schema: p.schema, document: p.document };
+          shareable.set(payload.query, entry);
+          return sharedArgs(entry, variables, ctx, payload);
         }
-        const errors = validate(schema, document);
-        if (errors.length > 0) return errors.map((e: GraphQLError) => withCode(e, 'GRAPHQL_VALIDATION_FAILED'));
-        const roots: EnvelopedRoots = { execute, subscribe };
         return {
-          schema,
-          document,
-          operationName: payload.operationName,
-          variableValues: payload.variables,
-          contextValue: await contextFactory(),
-          rootValue: roots,
+          schema: p.schema, document: p.document, operationName: payload.operationName, variableValues: payload.variables,
+          contextValue: await p.contextFactory(), rootValue: p.plan,
         };
       },
-      execute: (args) => (args.rootValue as EnvelopedRoots).execute(args),
-      subscribe: (args) => (args.rootValue as EnvelopedRoots).subscribe(args),
+      execute: (args) => {
+        const plan = args.rootValue as Plan;
+        if (plan.kind !== 'enveloped') throw new Error('shared plans are for subscriptions only');
+        return plan.execute(args);
+      },
+      subscribe: async (args) => {
+        const plan = args.rootValue as Plan;
+        if (plan.kind === 'enveloped') return plan.subscribe(args);
+        return (await shared.subscribe(plan.op)) ?? plan.fallback();
+      },
       onError: (_ctx, _id, _payload, errors) => {
         log.debug({ errors: errors.map((e) => e.message) }, 'subscription refused');
       },
@@ -121,6 +186,29 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
       return wss.clients.size;
     },
   };
+}
+
+/**
+ * A fresh anonymous caller's context for shared executions: the one an HTTP request without a
+ * token gets (services, no viewer), with loaders of its own so no cache outlives the event.
+ */
+function anonymousContextOf(yoga: WebSocketOptions['yoga']): () => Promise<Context> {
+  let base: Promise<Context> | null = null;
+  return async () => {
+    base ??= Promise.resolve(yoga.getEnveloped({ request: new Request(`http://localhost${yoga.graphqlEndpoint}`) }).contextFactory()).then((c) => c as unknown as Context, (err) => {
+      base = null;
+      throw err;
+    });
+    const b = await base;
+    return { ...b, viewer: null, authError: null, loaders: createLoaders(b.services) };
+  };
+}
+
+/** Yoga's masking, as its maskedErrors option applies it to every other result (unexpected errors are logged, then hidden). */
+function masked(error: GraphQLError, log: Logger): GraphQLError {
+  const result = maskError(error, 'Unexpected error.') as GraphQLError;
+  if (result !== error) log.error({ err: error }, 'unexpected error in a shared subscription event');
+  return result;
 }
 
 function withCode(e: GraphQLError, code: string): GraphQLError {

@@ -1,0 +1,163 @@
+import {
+  createSourceEventStream,
+  execute,
+  getNamedType,
+  isObjectType,
+  Kind,
+  TypeInfo,
+  visit,
+  visitWithTypeInfo,
+  type DocumentNode,
+  type ExecutionResult,
+  type GraphQLError,
+  type GraphQLNamedType,
+  type GraphQLSchema,
+} from 'graphql';
+
+/**
+ * Fields that answer the same for every caller: they read only the event, the arguments, the
+ * sale's public rows and its live figures; none reads the viewer and none has auth scopes. A
+ * field added to one of these types is not here until someone decided it is public, so an
+ * operation selecting it is simply executed per subscriber, as before.
+ */
+export const VIEWER_INDEPENDENT_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
+  Subscription: new Set(['stockChanged', 'saleStatusChanged']),
+  StockUpdate: new Set(['saleId', 'status', 'version', 'items', 'at']),
+  StockLevel: new Set(['saleItemId', 'available', 'reserved', 'sold']),
+  Sale: new Set(['id', 'name', 'startsAt', 'endsAt', 'status', 'perUserLimit', 'holdSeconds', 'waitingRoom', 'admitPerSecond', 'currency', 'items', 'available', 'soldOutAt']),
+  SaleItem: new Set(['id', 'sale', 'product', 'priceCents', 'initialStock', 'available', 'reserved', 'sold']),
+  Product: new Set(['id', 'sku', 'name', 'description', 'priceCents', 'currency', 'imageUrl']),
+};
+
+function hasAuthScopes(thing: { extensions?: Readonly<Record<string, unknown>> | null }): boolean {
+  const options = thing.extensions?.pothosOptions as { authScopes?: unknown; grantScopes?: unknown } | undefined;
+  return options?.authScopes !== undefined || options?.grantScopes !== undefined;
+}
+
+/**
+ * Whether one execution of this document may be shared by every subscriber of the same event:
+ * one operation, a subscription, whose every selected field (fragments included, used or not) is
+ * listed in VIEWER_INDEPENDENT_FIELDS and has no auth scopes, nor has its type. Anything else
+ * (viewer streams, a field nobody vouched for, several operations) is executed per subscriber.
+ */
+export function isShareableSubscription(schema: GraphQLSchema, document: DocumentNode): boolean {
+  const operations = document.definitions.filter((d) => d.kind === Kind.OPERATION_DEFINITION);
+  if (operations.length !== 1 || operations[0].kind !== Kind.OPERATION_DEFINITION || operations[0].operation !== 'subscription') return false;
+  const typeInfo = new TypeInfo(schema);
+  let shareable = true;
+  visit(document, visitWithTypeInfo(typeInfo, {
+    Field(node) {
+      if (node.name.value === '__typename') return undefined;
+      const parent: GraphQLNamedType | null = typeInfo.getParentType() ?? null;
+      const field = typeInfo.getFieldDef();
+      const type = field ? getNamedType(field.type) : null;
+      const listed = parent ? VIEWER_INDEPENDENT_FIELDS[parent.name]?.has(node.name.value) : false;
+      const scoped = !field || hasAuthScopes(field) || (parent !== null && hasAuthScopes(parent)) || (type !== null && isObjectType(type) && hasAuthScopes(type));
+      if (!listed || scoped) {
+        shareable = false;
+        return false;
+      }
+      return undefined;
+    },
+  }));
+  return shareable;
+}
+
+export interface SharedOperation {
+  schema: GraphQLSchema;
+  document: DocumentNode;
+  operationName: string | null | undefined;
+  variableValues: Record<string, unknown> | null | undefined;
+  /** Same document, operation and variables ⇒ same key. */
+  key: string;
+}
+
+export interface SharedExecutorOptions {
+  /**
+   * A fresh context of an anonymous caller (no viewer, no token, empty loaders). Shared
+   * executions never see any subscriber's context, so even a field wrongly listed as public
+   * could only ever show what an anonymous caller sees, never another viewer's data.
+   */
+  anonymousContext: () => Promise<unknown>;
+  /** The server's error masking, applied to each shared result as to every other result. */
+  maskErrors: (errors: readonly GraphQLError[]) => GraphQLError[];
+}
+
+/**
+ * Executes each event of a shareable subscription once per distinct (document, operation,
+ * variables) on this instance, however many subscribers receive that event, and hands all of
+ * them the same result object.
+ *
+ * Each subscriber still has its own source stream (the field's `subscribe`), so what it is sent
+ * (first the current state, then only news to it) is decided per subscriber as before; only the
+ * execution of an event object that several subscribers received is shared. Results are kept in
+ * a WeakMap keyed by that event object, so they live exactly as long as the event itself.
+ */
+export class SharedExecutor {
+  private readonly results = new WeakMap<object, Map<string, Promise<ExecutionResult>>>();
+  executions = 0;
+
+  constructor(private readonly o: SharedExecutorOptions) {}
+
+  /**
+   * Opens the subscriber's source stream. Returns null when the source could not be opened (bad
+   * arguments, unknown sale…): the caller answers through the regular path, which reports it.
+   */
+  async subscribe(op: SharedOperation): Promise<AsyncIterableIterator<ExecutionResult> | null> {
+    const source = await createSourceEventStream({
+      schema: op.schema, document: op.document, operationName: op.operationName, variableValues: op.variableValues, contextValue: await this.o.anonymousContext(),
+    });
+    if (!(Symbol.asyncIterator in source)) return null;
+    return new SharedResultStream(source as AsyncIterableIterator<unknown>, (event) => this.resultOf(op, event));
+  }
+
+  resultOf(op: SharedOperation, event: unknown): Promise<ExecutionResult> {
+    if (typeof event !== 'object' || event === null) return this.run(op, event);
+    let byKey = this.results.get(event);
+    if (!byKey) this.results.set(event, (byKey = new Map()));
+    let result = byKey.get(op.key);
+    if (!result) byKey.set(op.key, (result = this.run(op, event)));
+    return result;
+  }
+
+  private async run(op: SharedOperation, event: unknown): Promise<ExecutionResult> {
+    this.executions++;
+    const result = await execute({
+      schema: op.schema, document: op.document, operationName: op.operationName, variableValues: op.variableValues, rootValue: event, contextValue: await this.o.anonymousContext(),
+    });
+    return result.errors?.length ? { ...result, errors: this.o.maskErrors(result.errors) } : result;
+  }
+}
+
+/** One subscriber's results: its own source events mapped to the shared results. */
+class SharedResultStream implements AsyncIterableIterator<ExecutionResult> {
+  constructor(
+    private readonly source: AsyncIterableIterator<unknown>,
+    private readonly resultOf: (event: unknown) => Promise<ExecutionResult>,
+  ) {}
+
+  async next(): Promise<IteratorResult<ExecutionResult>> {
+    const event = await this.source.next();
+    if (event.done) return { value: undefined, done: true };
+    try {
+      return { value: await this.resultOf(event.value), done: false };
+    } catch (err) {
+      await this.source.return?.();
+      throw err;
+    }
+  }
+
+  async return(): Promise<IteratorResult<ExecutionResult>> {
+    await this.source.return?.();
+    return { value: undefined, done: true };
+  }
+
+  async throw(err?: unknown): Promise<IteratorResult<ExecutionResult>> {
+    await this.source.return?.();
+    throw err;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
