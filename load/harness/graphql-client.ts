@@ -1,4 +1,5 @@
 import { Pool } from 'undici';
+import { requestBody } from './persisted.js';
 
 export interface GraphqlReply {
   status: number;
@@ -34,7 +35,7 @@ export class GraphqlClient {
   }
 
   async gql(query: string, variables: Record<string, unknown> = {}, token?: string): Promise<GraphqlReply> {
-    return this.post(JSON.stringify({ query, variables }), token);
+    return this.post(requestBody(query, variables), token);
   }
 
   /** Like gql, but throws with the server's words when the operation did not produce data. */

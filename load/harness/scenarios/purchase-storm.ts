@@ -4,6 +4,7 @@ import { GraphqlClient, outcomeOf } from '../graphql-client.js';
 import { LatencyRecorder } from '../latency-recorder.js';
 import { driveClosedLoop, driveOpenLoop, type Attempt } from '../load-drivers.js';
 import { PURCHASE } from '../operations.js';
+import { requestBody } from '../persisted.js';
 import { createBenchSale } from '../sale-setup.js';
 import { CpuMeter, scenarioResult, type ScenarioResult } from '../scenario-result.js';
 import { RssSampler } from '../server-process.js';
@@ -23,7 +24,7 @@ export async function runPurchaseStorm(ctx: BenchContext, mode: 'closed' | 'open
   const attempts = mode === 'closed' ? opts.attempts : opts.openAttempts;
 
   const attempt: Attempt = async (i) => {
-    const body = JSON.stringify({ query: PURCHASE, variables: { input: { saleItemId: sale.itemId, quantity: 1, idempotencyKey: `${ctx.runTag}-${mode}-${i}` } } });
+    const body = requestBody(PURCHASE, { input: { saleItemId: sale.itemId, quantity: 1, idempotencyKey: `${ctx.runTag}-${mode}-${i}` } });
     const { code, value } = outcomeOf(await client.post(body, ctx.tokens[customerOf(i, customers)]), 'purchase');
     if (code === 'OK' && value && !value.replayed) orderIds.add(value.order.id);
     return code;

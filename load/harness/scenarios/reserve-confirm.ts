@@ -4,6 +4,7 @@ import { GraphqlClient, outcomeOf } from '../graphql-client.js';
 import { LatencyRecorder } from '../latency-recorder.js';
 import { driveClosedLoop, type Attempt } from '../load-drivers.js';
 import { CONFIRM, RESERVE } from '../operations.js';
+import { requestBody } from '../persisted.js';
 import { createBenchSale } from '../sale-setup.js';
 import { CpuMeter, scenarioResult, type ScenarioResult } from '../scenario-result.js';
 import { RssSampler } from '../server-process.js';
@@ -26,11 +27,11 @@ export async function runReserveConfirm(ctx: BenchContext): Promise<ScenarioResu
   const attempt: Attempt = async (i) => {
     const token = ctx.tokens[customerOf(i, customers)];
     const t0 = performance.now();
-    const reserveBody = JSON.stringify({ query: RESERVE, variables: { input: { saleItemId: sale.itemId, quantity: 1, idempotencyKey: `${ctx.runTag}-flow-${i}` } } });
+    const reserveBody = requestBody(RESERVE, { input: { saleItemId: sale.itemId, quantity: 1, idempotencyKey: `${ctx.runTag}-flow-${i}` } });
     const reserved = outcomeOf(await client.post(reserveBody, token), 'reserve');
     reserveLatency.record(performance.now() - t0, reserved.code);
     if (reserved.code !== 'OK' || !reserved.value) return `reserve:${reserved.code}`;
-    const confirmBody = JSON.stringify({ query: CONFIRM, variables: { id: reserved.value.reservation.id } });
+    const confirmBody = requestBody(CONFIRM, { id: reserved.value.reservation.id });
     let confirmed = { code: 'NOT_SENT', value: null as Record<string, any> | null };
     // A phone retries "try again" (a shed or failed commit) on its held reservation; the hold
     // stays ours meanwhile, so the audit can still expect every unit sold.

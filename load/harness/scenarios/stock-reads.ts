@@ -3,6 +3,7 @@ import { GraphqlClient, outcomeOf } from '../graphql-client.js';
 import { LatencyRecorder } from '../latency-recorder.js';
 import { driveForDuration } from '../load-drivers.js';
 import { SALE_AVAILABLE } from '../operations.js';
+import { requestBody } from '../persisted.js';
 import { createBenchSale } from '../sale-setup.js';
 import { CpuMeter, scenarioResult, type ScenarioResult } from '../scenario-result.js';
 import { RssSampler } from '../server-process.js';
@@ -13,7 +14,7 @@ export async function runStockReads(ctx: BenchContext): Promise<ScenarioResult> 
   const sale = await createBenchSale(ctx.setup, ctx.admin, { name: 'reads', stock: opts.stock, perUserLimit: opts.perUserLimit });
   const client = new GraphqlClient(ctx.server.origin, opts.readConcurrency);
   const recorder = new LatencyRecorder();
-  const body = JSON.stringify({ query: SALE_AVAILABLE, variables: { id: sale.saleId } });
+  const body = requestBody(SALE_AVAILABLE, { id: sale.saleId });
   const bar = ctx.progress.bar(`stock reads ×${opts.readConcurrency}`, opts.readSeconds, 's');
   const rss = new RssSampler(ctx.server);
   const before = ctx.server.rssMb();

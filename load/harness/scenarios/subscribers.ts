@@ -5,6 +5,7 @@ import type { BenchContext } from '../bench-context.js';
 import { GraphqlClient, outcomeOf } from '../graphql-client.js';
 import { LatencyRecorder } from '../latency-recorder.js';
 import { PURCHASE, SALE_LEVELS, SALE_STATUS_CHANGED, STOCK_CHANGED } from '../operations.js';
+import { requestBody } from '../persisted.js';
 import { createBenchSale, type BenchSale } from '../sale-setup.js';
 import { skippedResult, type ScenarioResult } from '../scenario-result.js';
 import { RssSampler } from '../server-process.js';
@@ -180,7 +181,7 @@ async function sellOut(ctx: BenchContext, sale: BenchSale): Promise<{ soldOutAt:
   const codes: Record<string, number> = {};
   try {
     await Promise.all(Array.from({ length: sale.stock }, async (_, i) => {
-      const body = JSON.stringify({ query: PURCHASE, variables: { input: { saleItemId: sale.itemId, quantity: 1, idempotencyKey: `${ctx.runTag}-watch-${i}` } } });
+      const body = requestBody(PURCHASE, { input: { saleItemId: sale.itemId, quantity: 1, idempotencyKey: `${ctx.runTag}-watch-${i}` } });
       for (let attempt = 0; attempt < 50; attempt++) {
         const { code } = outcomeOf(await client.post(body, ctx.tokens[i % ctx.tokens.length]), 'purchase');
         codes[code] = (codes[code] ?? 0) + 1;
