@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getOperationAST, parse, type ExecutionResult } from 'graphql';
 import { processRegularResult, type YogaServerInstance } from 'graphql-yoga';
-import type { Histogram, Registry } from 'prom-client';
+import { Counter, type Histogram, type Registry } from 'prom-client';
 import { PersistedOperations } from './persisted-operations.js';
 import { acceptedRequestId, REQUEST_ID_HEADER } from './request-logging.js';
 
@@ -32,6 +32,7 @@ type Operation = { operationName: string; operationType: string };
 export class FastLane {
   private readonly operations = new Map<string, Operation | null>();
   private readonly httpDuration: Histogram | undefined;
+  private readonly lanes: Counter<'lane'>;
 
   constructor(
     private readonly yoga: YogaServerInstance<Record<string, unknown>, Record<string, unknown>>,
@@ -39,13 +40,19 @@ export class FastLane {
     registry: Registry,
   ) {
     this.httpDuration = registry.getSingleMetric('graphql_yoga_http_duration') as Histogram | undefined;
+    this.lanes = new Counter({
+      name: 'flashsale_graphql_http_requests_total',
+      help: 'GraphQL HTTP requests by the way they were handled: fast (the fast lane) or yoga (the full adapter)',
+      labelNames: ['lane'],
+      registers: [registry],
+    });
   }
 
   /** Handles the request, or hands it (and any body read so far) to `yoga`. */
   handle(req: IncomingMessage, res: ServerResponse): void {
     const mediaType = this.eligible(req);
     if (!mediaType) {
-      void this.yoga(req, res);
+      this.toYoga(req, res);
       return;
     }
     const started = performance.now();
@@ -56,8 +63,9 @@ export class FastLane {
         if (!params || !operation) {
           // whatwg-node reads a Buffer in `req.body` as the request body, the stream being spent.
           (req as IncomingMessage & { body?: Buffer }).body = body;
-          return this.yoga(req, res);
+          return this.toYoga(req, res);
         }
+        this.lanes.inc({ lane: 'fast' });
         return this.answer(req, res, params, operation, mediaType, started);
       },
       () => {
@@ -65,6 +73,11 @@ export class FastLane {
         res.end();
       },
     );
+  }
+
+  private toYoga(req: IncomingMessage, res: ServerResponse): void {
+    this.lanes.inc({ lane: 'yoga' });
+    void this.yoga(req, res);
   }
 
   private eligible(req: IncomingMessage): string | null {
