@@ -5,6 +5,7 @@ import type { SaleItemRow, SaleRow } from '../db/types.js';
 import { badUserInput, notFound, UnavailableError } from './errors.js';
 import { newChildId, newId, saleIdOf } from './ids.js';
 import { decodeCursor, pageSize, toPage, type Page } from './pagination.js';
+import { SaleRowsCache } from './sale-rows-cache.js';
 import { deriveStatus, type SaleStatus } from './sale-status.js';
 import type { SaleSnapshot, StockEngine } from './stock/engine.js';
 import type { SaleEvents } from './sale-events.js';
@@ -54,8 +55,16 @@ export interface ItemFacts {
   unitPriceCents: number;
 }
 
+/** Where a read gets a sale's live snapshot from: a request's loader, so one script call serves the rows and the figures. */
+export type SnapshotSource = (saleId: string) => Promise<SaleSnapshot | Error>;
+
 export class SalesService {
   private readonly itemFacts = new Map<string, ItemFacts>();
+  private readonly rows = new SaleRowsCache();
+  /** Snapshot calls not yet sent to Redis, per sale: callers in the same turn of the event loop share one. */
+  private readonly pendingSnapshots = new Map<string, Promise<SaleSnapshot | null>>();
+  /** Sales this process is giving a first revision (see `revisionOf`). */
+  private readonly stamping = new Map<string, Promise<void>>();
 
   constructor(
     private readonly db: Db,
@@ -126,7 +135,8 @@ export class SalesService {
       .where('id', '=', id)
       .returningAll()
       .executeTakeFirstOrThrow();
-    await this.engine.setSale(id, { start: startsAt.getTime(), end: endsAt.getTime(), limit: row.per_user_limit, hold: row.hold_seconds });
+    // The new revision goes with the change, after the commit: every cached copy of the old row is now a miss.
+    await this.engine.setSale(id, { start: startsAt.getTime(), end: endsAt.getTime(), limit: row.per_user_limit, hold: row.hold_seconds, rev: newId() });
     await this.events.saleChanged(id);
     return row;
   }
@@ -148,7 +158,7 @@ export class SalesService {
     const why = refuse(await this.statusOf(sale), sale);
     if (why) throw badUserInput(why);
     const row = await this.db.updateTable('sales').set({ state }).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
-    const result = await this.engine.setSale(id, { state });
+    const result = await this.engine.setSale(id, { state, rev: newId() });
     await this.events.holdsEnded(id, result.ended);
     await this.events.saleChanged(id);
     return row;
@@ -195,6 +205,64 @@ export class SalesService {
     return saleIds.map((id) => rows.filter((r) => r.sale_id === id));
   }
 
+  /**
+   * Sale rows for reads: from this process' cache while the sale's revision in Redis is the one
+   * they were read under, else from PostgreSQL (also when Redis does not know the sale).
+   */
+  async readSales(ids: readonly string[], snapshotOf: SnapshotSource = (id) => this.snapshotOrError(id)): Promise<(SaleRow | null)[]> {
+    const revisions = await Promise.all(ids.map((id) => this.revisionOf(id, snapshotOf)));
+    const out: (SaleRow | null | undefined)[] = ids.map((id, i) => (revisions[i] ? this.rows.sale(id, revisions[i]) : undefined));
+    const missing = ids.filter((_, i) => out[i] === undefined);
+    if (missing.length === 0) return out as (SaleRow | null)[];
+    const fresh = new Map((await this.salesByIds(missing)).flatMap((row) => (row ? [[row.id, row] as const] : [])));
+    return ids.map((id, i) => {
+      if (out[i] !== undefined) return out[i];
+      const row = fresh.get(id) ?? null;
+      if (row && revisions[i]) this.rows.rememberSale(row, revisions[i]);
+      return row;
+    });
+  }
+
+  /** Items of each sale for reads, in position order; cached like `readSales`. */
+  async readItemsOfSales(saleIds: readonly string[], snapshotOf: SnapshotSource = (id) => this.snapshotOrError(id)): Promise<SaleItemRow[][]> {
+    const revisions = await Promise.all(saleIds.map((id) => this.revisionOf(id, snapshotOf)));
+    const out = saleIds.map((id, i) => (revisions[i] ? this.rows.items(id, revisions[i]) : undefined));
+    const missing = saleIds.filter((_, i) => out[i] === undefined);
+    if (missing.length === 0) return out as SaleItemRow[][];
+    const fresh = await this.itemsBySaleIds(missing);
+    const byId = new Map(missing.map((id, i) => [id, fresh[i]]));
+    return saleIds.map((id, i) => {
+      if (out[i] !== undefined) return out[i];
+      const items = byId.get(id)!;
+      // No items means no such sale (a sale has 1 to 100): nothing to remember.
+      if (items.length > 0 && revisions[i]) this.rows.rememberItems(id, items, revisions[i]);
+      return items;
+    });
+  }
+
+  /**
+   * The revision cached rows of the sale must carry, read from its snapshot; null when there is
+   * none to check against, and the rows come from PostgreSQL. A live sale without a revision (new,
+   * or rebuilt after Redis lost it) gets one, once: a fresh token, like an admin change writes.
+   */
+  private async revisionOf(saleId: string, snapshotOf: SnapshotSource): Promise<string | null> {
+    const snap = await snapshotOf(saleId).catch((err: Error) => err);
+    if (snap instanceof Error) return null;
+    if (snap.revision == null && !this.stamping.has(saleId)) {
+      const stamp = this.engine
+        .setSale(saleId, { rev: newId() })
+        .then((r) => this.events.holdsEnded(saleId, r.ended))
+        .catch(() => undefined) // the next read tries again
+        .finally(() => this.stamping.delete(saleId));
+      this.stamping.set(saleId, stamp);
+    }
+    return snap.revision;
+  }
+
+  private snapshotOrError(saleId: string): Promise<SaleSnapshot | Error> {
+    return this.snapshot(saleId).catch((err: Error) => err);
+  }
+
   async itemsByIds(ids: readonly string[]): Promise<(SaleItemRow | null)[]> {
     if (ids.length === 0) return [];
     const rows = await this.db.selectFrom('sale_items').selectAll().where('id', 'in', [...ids]).execute();
@@ -216,13 +284,32 @@ export class SalesService {
 
   /** Live figures; a sale Redis has lost is rebuilt first (meanwhile: retry later). */
   async snapshot(saleId: string): Promise<SaleSnapshot> {
-    const snap = await this.engine.snapshot(saleId);
+    const snap = await this.liveSnapshot(saleId);
     if (snap) return snap;
     const sale = await this.requireSale(saleId);
     const outcome = await this.recovery.ensureLive(sale);
     const again = outcome === 'waiting' || outcome === 'busy' ? null : await this.engine.snapshot(saleId);
     if (!again) throw new UnavailableError('live stock of this sale is being rebuilt', this.recovery.retryAfterSeconds(saleId));
     return again;
+  }
+
+  /**
+   * One snapshot script call for all callers of a sale in this turn of the event loop. The call is
+   * sent after every caller asked, so each sees a state no older than its request; a call already
+   * sent is never shared with a later caller.
+   */
+  private liveSnapshot(saleId: string): Promise<SaleSnapshot | null> {
+    let pending = this.pendingSnapshots.get(saleId);
+    if (!pending) {
+      pending = new Promise((resolve, reject) => {
+        setImmediate(() => {
+          this.pendingSnapshots.delete(saleId);
+          this.engine.snapshot(saleId).then(resolve, reject);
+        });
+      });
+      this.pendingSnapshots.set(saleId, pending);
+    }
+    return pending;
   }
 
   async statusOf(sale: SaleRow): Promise<SaleStatus> {

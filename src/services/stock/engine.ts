@@ -109,6 +109,12 @@ export interface SaleSnapshot {
   holdSeconds: number;
   available: number;
   version: number;
+  /**
+   * Revision of the sale's PostgreSQL rows (meta field `rev`): SalesService writes a fresh token
+   * in the same set-sale call as every admin change, so cached rows are checked against it.
+   * Null until one is written (a new or rebuilt sale).
+   */
+  revision: string | null;
   soldOutAt: number | null;
   items: Map<string, ItemLevel>;
 }
@@ -286,6 +292,7 @@ export class StockEngine {
       holdSeconds: Number(meta.get('hold')),
       available: Number(meta.get('avail')),
       version: Number(meta.get('ver')),
+      revision: meta.get('rev') ?? null,
       soldOutAt: meta.has('soldOutAt') ? Number(meta.get('soldOutAt')) : null,
       items,
     };
