@@ -8,4 +8,6 @@ COPY src ./src
 COPY contract ./contract
 EXPOSE 4000
 USER node
-CMD ["node", "--import", "tsx", "src/main.ts"]
+# A 32 MB young generation: requests in flight under a storm outlive the default one and were
+# promoted, growing the old generation (peak RSS 530 MB against 360 MB; bench/NOTES.md).
+CMD ["node", "--max-semi-space-size=32", "--import", "tsx", "src/main.ts"]

@@ -242,3 +242,27 @@ describe('TokenService HS256 verification (node:crypto)', () => {
     });
   });
 });
+
+describe('remembered verifications', () => {
+  it('a token verified once is still refused once it expires, and once verified is not accepted before its nbf', async () => {
+    const service = new TokenService(SECRET);
+    const shortLived = forge(HS256, claims({ exp: now() + 1 }));
+    expect(await service.verify(shortLived)).toEqual({ id: 'alice', role: 'customer' });
+    await new Promise((r) => setTimeout(r, (now() + 2 - Date.now() / 1000) * 1000));
+    await expect(service.verify(shortLived)).rejects.toThrow(/expired/);
+
+    const early = forge(HS256, claims({ nbf: now() + 60 }));
+    await expect(service.verify(early)).rejects.toThrow(/not yet valid/);
+    await expect(service.verify(early)).rejects.toThrow(/not yet valid/);
+  });
+
+  it('remembering a token does not make a tampered copy of it pass', async () => {
+    const service = new TokenService(SECRET);
+    const token = forge(HS256, claims());
+    await service.verify(token);
+    const [h, p, sig] = token.split('.');
+    const tampered = `${h}.${b64url(JSON.stringify(claims({ role: 'admin' })))}.${sig}`;
+    await expect(service.verify(tampered)).rejects.toThrow();
+    expect(p).not.toBe(tampered.split('.')[1]);
+  });
+});

@@ -36,7 +36,8 @@ export async function runBench(opts: BenchOptions, progress: Progress = createPr
 
   try {
     if (apiScenarios.length) {
-      const nodeArgs: string[] = [];
+      // The same V8 flags as `npm start` and the Dockerfile.
+      const nodeArgs: string[] = ['--max-semi-space-size=32'];
       if (opts.cpuProfDir) {
         const dir = resolve(REPO_ROOT, opts.cpuProfDir);
         mkdirSync(dir, { recursive: true });

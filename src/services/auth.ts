@@ -16,8 +16,13 @@ const claims = z.object({
   role: z.enum(['customer', 'admin']).default('customer'),
 });
 
+/** Verified tokens remembered; a storm's customers retry with the same token many times. */
+const MAX_REMEMBERED_TOKENS = 50_000;
+
 export class TokenService {
   private readonly key: Uint8Array;
+  /** Our tokens already verified, by their text: a token's claims never change, only the clock moves. */
+  private readonly verified = new Map<string, { viewer: Viewer; exp: number | undefined; nbf: number | undefined }>();
   private readonly secret: Buffer;
   private readonly jwks?: ReturnType<typeof createRemoteJWKSet>;
 
@@ -75,6 +80,11 @@ export class TokenService {
    * base64url (jose also took its other spellings: padded, or other unused low bits).
    */
   private verifyOwn(token: string, header: Record<string, unknown>): Viewer {
+    const known = this.verified.get(token);
+    if (known) {
+      checkTimes(known.exp, known.nbf);
+      return known.viewer;
+    }
     const parts = token.split('.');
     if (parts.length !== 3 || !parts.every(isBase64url)) throw new Error('malformed token');
     if (Object.hasOwn(header, 'crit') || Object.hasOwn(header, 'b64')) throw new Error('unsupported token header');
@@ -85,15 +95,24 @@ export class TokenService {
 
     const payload = decodeJsonObject(encodedPayload);
     if (!payload) throw new Error('token payload is not a JSON object');
-    // jose's checks with clockTolerance 0: whole seconds, `exp` exclusive, `nbf` inclusive.
-    const now = Math.floor(Date.now() / 1000);
     const { exp, nbf, iat } = payload;
     if (iat !== undefined && typeof iat !== 'number') throw new Error('token iat is not a number');
-    if (nbf !== undefined && (typeof nbf !== 'number' || nbf > now)) throw new Error('token not yet valid');
-    if (exp !== undefined && (typeof exp !== 'number' || exp <= now)) throw new Error('token expired');
+    if (nbf !== undefined && typeof nbf !== 'number') throw new Error('token nbf is not a number');
+    if (exp !== undefined && typeof exp !== 'number') throw new Error('token exp is not a number');
+    checkTimes(exp, nbf);
     const parsed = claims.parse(payload);
-    return { id: parsed.sub, role: parsed.role };
+    const viewer: Viewer = { id: parsed.sub, role: parsed.role };
+    if (this.verified.size >= MAX_REMEMBERED_TOKENS) this.verified.clear();
+    this.verified.set(token, { viewer, exp, nbf });
+    return viewer;
   }
+}
+
+/** jose's time checks with clockTolerance 0: whole seconds, `exp` exclusive, `nbf` inclusive. */
+function checkTimes(exp: number | undefined, nbf: number | undefined): void {
+  const now = Math.floor(Date.now() / 1000);
+  if (nbf !== undefined && nbf > now) throw new Error('token not yet valid');
+  if (exp !== undefined && exp <= now) throw new Error('token expired');
 }
 
 /** Unpadded base64url that decodes to whole bytes (a length of 4n+1 is none: jose refused it). */
