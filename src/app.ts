@@ -153,7 +153,10 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     );
   }
 
-  await new Promise<void>((resolve) => server.listen(config.PORT, config.HOST, resolve));
+  // A storm opens thousands of connections at once; Node's default accept queue (511) overflowed
+  // while the event loop was busy, and each dropped SYN cost its client a 1 s, then 3 s, retry.
+  // The kernel caps this at net.core.somaxconn.
+  await new Promise<void>((resolve) => server.listen({ port: config.PORT, host: config.HOST, backlog: 4096 }, resolve));
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.HOST}:${port}`;
   log.info({ url: `${url}/graphql` }, 'flash-sale API listening');
