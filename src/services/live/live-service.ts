@@ -209,14 +209,14 @@ export class LiveService {
   }
 
   private async joinSale(saleId: string, stream: LiveStream<FeedState>): Promise<() => void> {
-    const { feed, leave } = await this.feeds.join(saleId, (state) => stream.push(state, 'state'));
+    const membership = await this.feeds.join(saleId, (state) => stream.push(state, 'state'));
     try {
-      stream.prime([{ key: 'state', value: await feed.current() }]);
+      stream.prime([{ key: 'state', value: await membership.feed.current() }]);
     } catch (err) {
-      leave();
+      membership.leave();
       throw err;
     }
-    return leave;
+    return () => membership.leave();
   }
 
   private async open<T>(field: LiveField, setup: (stream: LiveStream<T>) => Promise<() => void>, accept: ((value: T) => boolean) | null = null): Promise<LiveStream<T>> {

@@ -89,9 +89,12 @@ export class SaleFeed {
     }
   }
 
-  add(listener: FeedListener): () => void {
+  add(listener: FeedListener): void {
     this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+  }
+
+  remove(listener: FeedListener): boolean {
+    return this.listeners.delete(listener);
   }
 
   /** The current state, sharing a read already in flight. */
@@ -194,8 +197,8 @@ export class SaleFeeds {
     });
   }
 
-  /** Joins the sale's feed; the returned function leaves it, and the last to leave stops it. */
-  async join(saleId: string, listener: FeedListener): Promise<{ feed: SaleFeed; leave: () => void }> {
+  /** Joins the sale's feed; leaving it as the last member stops it. */
+  async join(saleId: string, listener: FeedListener): Promise<FeedMembership> {
     let pending = this.feeds.get(saleId);
     if (!pending) {
       const feed = new SaleFeed(saleId, this.d);
@@ -208,22 +211,34 @@ export class SaleFeeds {
     const feed = await pending;
     // The last subscriber may have left (and stopped the feed) while this one waited for its start.
     if (this.feeds.get(saleId) !== pending) return this.join(saleId, listener);
-    const remove = feed.add(listener);
-    const current = pending;
-    return {
-      feed,
-      leave: () => {
-        remove();
-        if (feed.size > 0 || this.feeds.get(saleId) !== current) return;
-        this.feeds.delete(saleId);
-        feed.stop();
-      },
-    };
+    feed.add(listener);
+    return new FeedMembership(this, feed, pending, listener);
+  }
+
+  /** Called by a membership: the last one to leave stops the feed. */
+  left(feed: SaleFeed, pending: Promise<SaleFeed>): void {
+    if (feed.size > 0 || this.feeds.get(feed.saleId) !== pending) return;
+    this.feeds.delete(feed.saleId);
+    feed.stop();
   }
 
   close(): void {
     this.stopResync();
     for (const pending of this.feeds.values()) void pending.then((f) => f.stop(), () => undefined);
     this.feeds.clear();
+  }
+}
+
+/** One listener's place in a sale's feed (an object rather than closures: there may be 20,000). */
+export class FeedMembership {
+  constructor(
+    private readonly feeds: SaleFeeds,
+    readonly feed: SaleFeed,
+    private readonly pending: Promise<SaleFeed>,
+    private readonly listener: FeedListener,
+  ) {}
+
+  leave(): void {
+    if (this.feed.remove(this.listener)) this.feeds.left(this.feed, this.pending);
   }
 }

@@ -108,7 +108,7 @@ export class SharedExecutor {
       schema: op.schema, document: op.document, operationName: op.operationName, variableValues: op.variableValues, contextValue: await this.o.anonymousContext(),
     });
     if (!(Symbol.asyncIterator in source)) return null;
-    return new SharedResultStream(source as AsyncIterableIterator<unknown>, (event) => this.resultOf(op, event));
+    return new SharedResultStream(source as AsyncIterableIterator<unknown>, this, op);
   }
 
   resultOf(op: SharedOperation, event: unknown): Promise<ExecutionResult> {
@@ -129,35 +129,41 @@ export class SharedExecutor {
   }
 }
 
-/** One subscriber's results: its own source events mapped to the shared results. */
+/**
+ * One subscriber's results: its own source events mapped to the shared results. Plain promise
+ * chains rather than async methods, so a subscriber waiting for its next event holds no
+ * suspended function frame.
+ */
 class SharedResultStream implements AsyncIterableIterator<ExecutionResult> {
   constructor(
     private readonly source: AsyncIterableIterator<unknown>,
-    private readonly resultOf: (event: unknown) => Promise<ExecutionResult>,
+    private readonly executor: SharedExecutor,
+    private readonly op: SharedOperation,
   ) {}
 
-  async next(): Promise<IteratorResult<ExecutionResult>> {
-    const event = await this.source.next();
-    if (event.done) return { value: undefined, done: true };
-    try {
-      return { value: await this.resultOf(event.value), done: false };
-    } catch (err) {
-      await this.source.return?.();
-      throw err;
-    }
+  next(): Promise<IteratorResult<ExecutionResult>> {
+    return this.source.next().then((event) => {
+      if (event.done) return { value: undefined, done: true };
+      return this.executor.resultOf(this.op, event.value).then(
+        (value) => ({ value, done: false }),
+        (err: unknown) => this.closeSource().then(() => Promise.reject(err)),
+      );
+    });
   }
 
-  async return(): Promise<IteratorResult<ExecutionResult>> {
-    await this.source.return?.();
-    return { value: undefined, done: true };
+  return(): Promise<IteratorResult<ExecutionResult>> {
+    return this.closeSource().then(() => ({ value: undefined, done: true }));
   }
 
-  async throw(err?: unknown): Promise<IteratorResult<ExecutionResult>> {
-    await this.source.return?.();
-    throw err;
+  throw(err?: unknown): Promise<IteratorResult<ExecutionResult>> {
+    return this.closeSource().then(() => Promise.reject(err));
   }
 
   [Symbol.asyncIterator](): this {
     return this;
+  }
+
+  private closeSource(): Promise<unknown> {
+    return Promise.resolve(this.source.return?.());
   }
 }
