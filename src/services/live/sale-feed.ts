@@ -42,17 +42,30 @@ interface FeedDeps {
   sales: SalesService;
   events: SaleEvents;
   hub: ChannelHub;
-  /** Minimum gap between two reads of one sale on this instance: 100 ms gives at most ~10 events a second. */
+  /** Minimum gap between two deliveries of stock-only changes on this instance: 100 ms gives at most ~10 events a second. */
   intervalMs: number;
   log: Logger;
 }
 
+/** Listeners served per turn of the event loop; between turns other work (purchases, reads) runs. */
+const DELIVERY_CHUNK = 1000;
+/** Reads follow changes at most this often, so a status change is seen within this much of its event. */
+const MAX_READ_GAP_MS = 25;
+/** A delivery may start again only after twice its last duration: fan-out takes at most ~1/3 of the time. */
+const DELIVERY_GAP_FACTOR = 2;
+
 /**
  * One sale's local hub on this instance. Events on the sale's channel only say "something
- * changed"; the feed then reads the whole sale from Redis (one snapshot script call) at most once
- * per interval and hands that state to every local subscriber. A change that arrives during a
- * read or inside the interval marks the feed dirty, and a trailing read follows, so the last state
- * is always delivered however the burst ends.
+ * changed"; the feed then reads the whole sale from Redis (one snapshot script call) and hands that
+ * state to every local subscriber.
+ *
+ * Reading and delivering are paced apart. Reads follow changes closely (at most every 25 ms), so a
+ * status change (SOLD_OUT, PAUSED, ENDED...) is delivered as soon as it is read, ahead of anything
+ * else. Stock-only changes are coalesced: delivered at most once per `intervalMs`, and no more often
+ * than every twice the last delivery's duration, so thousands of subscribers cannot take the whole
+ * process. A delivery goes to the listeners in chunks, one per turn of the event loop; a status change
+ * read meanwhile restarts it with the newer state. Whatever arrives while a read or delivery is in
+ * progress is followed by another, so the last state is always delivered however a burst ends.
  */
 export class SaleFeed {
   private readonly listeners = new Set<FeedListener>();
@@ -63,7 +76,16 @@ export class SaleFeed {
   private forced = false;
   private reading: Promise<FeedState | null> | null = null;
   private lastReadAt = 0;
-  private timer: NodeJS.Timeout | null = null;
+  private readTimer: NodeJS.Timeout | null = null;
+  /** The newest state read that not every listener was handed yet, and whether it must go at once. */
+  private pending: FeedState | null = null;
+  private urgent = false;
+  /** The state last handed (or being handed) to the listeners. */
+  private delivered: FeedState | null = null;
+  private delivering = false;
+  private lastDeliveryAt = 0;
+  private lastDeliveryMs = 0;
+  private deliveryTimer: NodeJS.Timeout | null = null;
   private unlisten: (() => void) | null = null;
   private stopped = false;
 
@@ -112,8 +134,10 @@ export class SaleFeed {
 
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    if (this.readTimer) clearTimeout(this.readTimer);
+    if (this.deliveryTimer) clearTimeout(this.deliveryTimer);
+    this.readTimer = this.deliveryTimer = null;
+    this.pending = null;
     this.unlisten?.();
     this.unlisten = null;
     this.listeners.clear();
@@ -126,14 +150,14 @@ export class SaleFeed {
 
   private markDirty(): void {
     this.dirty = true;
-    this.schedule();
+    this.scheduleRead();
   }
 
-  private schedule(): void {
-    if (this.stopped || this.timer || this.reading || !this.dirty) return;
-    const wait = Math.max(0, this.lastReadAt + this.d.intervalMs - Date.now());
-    this.timer = setTimeout(() => {
-      this.timer = null;
+  private scheduleRead(): void {
+    if (this.stopped || this.readTimer || this.reading || !this.dirty) return;
+    const wait = Math.max(0, this.lastReadAt + Math.min(this.d.intervalMs, MAX_READ_GAP_MS) - Date.now());
+    this.readTimer = setTimeout(() => {
+      this.readTimer = null;
       // A subscriber's first read may have started meanwhile; its end schedules the next one.
       if (!this.reading && this.dirty) void this.read();
     }, wait);
@@ -153,7 +177,7 @@ export class SaleFeed {
         const snap = await this.d.engine.snapshot(this.saleId);
         if (!snap) return null;
         const state = this.toState(snap, forced);
-        for (const listener of this.listeners) listener(state);
+        this.offer(state);
         return state;
       } catch (err) {
         // Redis or PostgreSQL hiccup: keep the change pending and try again on the next tick.
@@ -166,9 +190,65 @@ export class SaleFeed {
     this.reading = reading;
     void reading.finally(() => {
       if (this.reading === reading) this.reading = null;
-      this.schedule();
+      this.scheduleRead();
     });
     return reading;
+  }
+
+  /** A state just read: news (a new version or status, or a resync) is queued for the listeners. */
+  private offer(state: FeedState): void {
+    const latest = this.pending ?? this.delivered;
+    const statusChanged = latest !== null && latest.stock.status !== state.stock.status;
+    if (!state.forced && latest && !statusChanged && latest.stock.version === state.stock.version) return;
+    this.pending = state;
+    this.urgent ||= statusChanged || state.forced || latest === null;
+    this.scheduleDelivery();
+  }
+
+  private scheduleDelivery(): void {
+    if (this.stopped || this.delivering || this.deliveryTimer || !this.pending) return;
+    const gap = Math.max(this.d.intervalMs, DELIVERY_GAP_FACTOR * this.lastDeliveryMs);
+    const wait = this.urgent ? 0 : this.lastDeliveryAt + gap - Date.now();
+    if (wait <= 0) {
+      void this.deliver();
+      return;
+    }
+    this.deliveryTimer = setTimeout(() => {
+      this.deliveryTimer = null;
+      this.scheduleDelivery();
+    }, wait);
+  }
+
+  private async deliver(): Promise<void> {
+    this.delivering = true;
+    this.lastDeliveryAt = Date.now();
+    const started = performance.now();
+    try {
+      while (this.pending && !this.stopped) {
+        const state = this.pending;
+        this.pending = null;
+        this.urgent = false;
+        this.delivered = state;
+        const listeners = [...this.listeners];
+        for (let i = 0; i < listeners.length; i++) {
+          if (this.listeners.has(listeners[i])) listeners[i](state);
+          if ((i + 1) % DELIVERY_CHUNK !== 0 || i + 1 === listeners.length) continue;
+          await new Promise((resolve) => setImmediate(resolve));
+          // A status change read meanwhile goes to everyone now, the ones already served included.
+          if (this.stopped || this.urgent) break;
+        }
+        if (!this.urgent) break;
+      }
+      // Let the last chunk's frames be written before timing the delivery.
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      this.lastDeliveryMs = performance.now() - started;
+      this.delivering = false;
+      // A stock-only change read meanwhile waits for the next slot.
+      if (this.deliveryTimer) clearTimeout(this.deliveryTimer);
+      this.deliveryTimer = null;
+      this.scheduleDelivery();
+    }
   }
 
   private toState(snap: SaleSnapshot, forced: boolean): FeedState {
