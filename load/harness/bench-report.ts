@@ -74,7 +74,7 @@ const codesText = (codes: Record<string, number>) => Object.entries(codes).map((
 export function reportMarkdown(r: BenchReport): string {
   const lines: string[] = [];
   lines.push(`# Bench results`, '');
-  lines.push(`${r.startedAt} → ${r.finishedAt}; ${r.machine.cpus} × ${r.machine.cpuModel}, Node ${r.machine.node}; server WORKERS=${r.options.workers}; server, Redis, PostgreSQL and load generator on this one machine; 1-minute load average ${r.machine.loadAverage.start} at the start, ${r.machine.loadAverage.end} at the end${r.machine.loadAverage.end > r.machine.cpus ? ' (other work shared the cores: compare runs by server CPU per request rather than by throughput)' : ''}.`, '');
+  lines.push(`${r.startedAt} → ${r.finishedAt}; ${r.machine.cpus} × ${r.machine.cpuModel}, Node ${r.machine.node}; server WORKERS=${r.options.workers}; ${r.options.warmupAttempts ? `${r.options.warmupAttempts} warm-up purchase attempts first (not reported)` : 'cold server (no warm-up)'}; server, Redis, PostgreSQL and load generator on this one machine; 1-minute load average ${r.machine.loadAverage.start} at the start, ${r.machine.loadAverage.end} at the end${r.machine.loadAverage.end > r.machine.cpus ? ' (other work shared the cores: compare runs by server CPU per request rather than by throughput)' : ''}.`, '');
   lines.push('| scenario | completed | s | per s | p50 ms | p95 ms | p99 ms | max ms | server CPU ms/req | RSS MB before / peak / after | outcomes |');
   lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |');
   for (const s of r.scenarios) {

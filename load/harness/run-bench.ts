@@ -60,6 +60,12 @@ export async function runBench(opts: BenchOptions, progress: Progress = createPr
         opts, server, setup, admin: await adminToken(), tokens: await customerTokens(opts.customers, `cust-${randomBytes(3).toString('hex')}`),
         databaseUrl: iso.databaseUrl, progress, runTag: randomBytes(4).toString('hex'),
       };
+      if (opts.warmupAttempts > 0) {
+        progress.log(`warming up: ${opts.warmupAttempts} purchase attempts on a sale of their own (not reported)`);
+        // Its own run tag: idempotency keys are per customer, and the storm's must not replay these.
+        const warm = await runPurchaseStorm({ ...ctx, runTag: `${ctx.runTag}w`, opts: { ...opts, attempts: opts.warmupAttempts, stock: Math.min(opts.stock, 100) } }, 'closed');
+        if (warm.audit && !warm.audit.passed) throw new Error('the warm-up sale failed its correctness audit');
+      }
       const steps: [string, () => Promise<ScenarioResult>][] = [
         ['storm-closed', () => runPurchaseStorm(ctx, 'closed')],
         ['storm-open', () => runPurchaseStorm(ctx, 'open')],
