@@ -1,56 +1,45 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { GraphQLError, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from 'graphql';
-import { CloseCode, DEPRECATED_GRAPHQL_WS_PROTOCOL, handleProtocols, makeServer, type Context as GraphqlWsContext, type OperationResult, type SubscribePayload, type WebSocket as GraphqlWsSocket } from 'graphql-ws';
+import {
+  CloseCode,
+  DEPRECATED_GRAPHQL_WS_PROTOCOL,
+  handleProtocols,
+  makeServer,
+  MessageType,
+  parseMessage,
+  type Context as GraphqlWsContext,
+  type OperationResult,
+  type SubscribePayload,
+  type WebSocket as GraphqlWsSocket,
+} from 'graphql-ws';
 import type { YogaServerInstance } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Context } from '../schema/context.js';
 import { createLoaders } from '../schema/loaders.js';
 import type { TokenService } from '../services/auth.js';
+import { LiveStream, type StreamSink } from '../services/live/live-stream.js';
 import { isShareableSubscription, SharedExecutor, type SharedOperation } from '../services/live/shared-execution.js';
 import { maskError } from './error-codes.js';
 
-interface ConnectionState {
-  /** The connection_init payload's authorization, re-verified at every subscribe so expiry is honoured. */
-  authorization: string | null;
-  expiryTimer: NodeJS.Timeout | null;
-  /** A ping went out and its pong has not come back yet. */
-  awaitingPong: boolean;
-}
-
 const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** graphql-ws' `Extra` for ws, plus this connection's state. */
-type ConnectionExtra = { socket: WebSocket; request: IncomingMessage; live: ConnectionState };
-
-type ServerContext = GraphqlWsContext<Record<string, unknown> | undefined, ConnectionExtra>;
-
-/** Yoga's enveloped execute/subscribe for this operation, handed to graphql-ws through rootValue. */
-interface EnvelopedPlan {
-  kind: 'enveloped';
-  execute: (args: ExecutionArgs) => OperationResult;
-  subscribe: (args: ExecutionArgs) => OperationResult;
-}
-
-/** A public subscription whose events are executed once for all its subscribers (see SharedExecutor). */
-interface SharedPlan {
-  kind: 'shared';
-  op: SharedOperation;
-  /** For the regular path, should the source not open. */
-  ctx: ServerContext;
-  payload: SubscribePayload;
-}
-
-type Plan = EnvelopedPlan | SharedPlan;
-
 /** graphql-ws' default: a socket that sent no connection_init by then is closed with 4408. */
 const CONNECTION_INIT_WAIT_MS = 3000;
-
 /** Distinct shareable documents remembered; clients send a handful, so this only bounds abuse. */
 const MAX_SHAREABLE_DOCUMENTS = 256;
 /** Distinct (document, variables) remembered: the sales being watched, times a few documents. */
 const MAX_SHARED_OPERATIONS = 10_000;
+
+/** graphql-ws' `Extra` for ws, plus our view of the connection. */
+type ConnectionExtra = { socket: WebSocket; request: IncomingMessage; connection: Connection };
+type ServerContext = GraphqlWsContext<Record<string, unknown> | undefined, ConnectionExtra>;
+
+/** Yoga's enveloped execute/subscribe for this operation, handed to graphql-ws through rootValue. */
+interface EnvelopedRoots {
+  execute: (args: ExecutionArgs) => OperationResult;
+  subscribe: (args: ExecutionArgs) => OperationResult;
+}
 
 interface ShareableDocument {
   id: number;
@@ -72,54 +61,127 @@ export interface WebSocketEndpoint {
   /** Closes every socket with 1001 "Going away" and stops accepting new ones. */
   close(): Promise<void>;
   readonly connections: number;
+  /** Shared subscription events executed so far (see SharedExecutor). */
+  readonly sharedExecutions: number;
 }
 
 /**
- * GraphQL over WebSocket (graphql-transport-ws) on Yoga's endpoint and http.Server. Operations
- * run through `yoga.getEnveloped`, so they get the same context, plugins and error masking as
- * HTTP requests. The bearer token comes in the connection_init payload.
+ * GraphQL over WebSocket (graphql-transport-ws) on Yoga's endpoint and http.Server. The bearer
+ * token comes in the connection_init payload.
+ *
+ * Operations run through `yoga.getEnveloped`, so they get the same context, plugins and error
+ * masking as HTTP requests, with one exception made for scale: a subscription whose document
+ * only selects public fields (see `isShareableSubscription`: today `stockChanged` and
+ * `saleStatusChanged` of public types) is served by `Broadcast` once its document was seen and
+ * validated. Each of its events is executed and serialised once for every subscriber of this
+ * instance, with an anonymous context, and written to each socket as a ready-made frame. Its
+ * subscribers cost a few hundred bytes instead of a context, loaders and an execution pipeline
+ * each, and a sell-out reaches 10,000 of them in a fraction of a second.
  */
 export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
   const wss = new WebSocketServer({ server: o.server, path: o.yoga.graphqlEndpoint });
   const log = o.log;
-
-  const shared = new SharedExecutor({ anonymousContext: anonymousContextOf(o.yoga), maskErrors: (errors) => errors.map((e) => masked(e, log)) });
-  /** Shareable documents by query text, parsed and validated once (as Yoga caches them too). */
+  const contexts = anonymousContexts(o.yoga);
+  const shared = new SharedExecutor({ anonymousContext: contexts, maskErrors: (errors) => errors.map((e) => masked(e, log)) });
+  /** Shareable documents by query text, parsed and validated once through Yoga (with its plugins' rules). */
   const shareable = new Map<string, ShareableDocument>();
   /** One SharedOperation per document and variables, however many subscribe to it. */
   const operations = new Map<string, SharedOperation>();
   let nextId = 0;
 
-  /** The regular path: this subscriber's own Yoga envelope, context and executions. */
-  const prepare = async (ctx: ServerContext, payload: SubscribePayload) => {
-    const request = requestOf(ctx.extra.request, ctx.extra.live?.authorization ?? null);
-    const { schema, execute, subscribe, contextFactory, parse, validate } = o.yoga.getEnveloped({
-      ...ctx,
-      req: ctx.extra.request,
-      socket: ctx.extra.socket,
-      params: payload,
-      request,
-    });
-    let document: DocumentNode;
+  const server = makeServer<Record<string, unknown> | undefined, ConnectionExtra>({
+    connectionInitWaitTimeout: 0,
+    onConnect: async (ctx) => {
+      const connection = ctx.extra.connection;
+      connection.ctx = ctx;
+      awaitingInit.delete(ctx.extra.socket);
+      connection.authorization = authorizationOf(ctx.connectionParams, ctx.extra.request);
+      const auth = await o.tokens.authenticate(connection.authorization);
+      // A refused token still connects: public streams work, viewer streams answer UNAUTHENTICATED (as over HTTP).
+      if (!auth.viewer) return true;
+      const exp = expiryOf(connection.authorization);
+      // Beyond setTimeout's range (~24 days) Node would fire at once; re-verification at subscribe still applies.
+      if (exp !== null && exp - Date.now() < MAX_TIMER_MS) {
+        // Long-lived sockets would otherwise outlive the token; the client reconnects with a fresh one.
+        connection.expiryTimer = setTimeout(() => ctx.extra.socket.close(CloseCode.Unauthorized, 'Token expired'), Math.max(0, exp - Date.now()));
+        connection.expiryTimer.unref();
+      }
+      return true;
+    },
+    onClose: (ctx) => {
+      awaitingInit.delete(ctx.extra.socket);
+      ctx.extra.connection.closed();
+    },
+    onSubscribe: async (ctx, _id, payload: SubscribePayload) => {
+      // The operation being subscribed is already counted in ctx.subscriptions.
+      if (Object.keys(ctx.subscriptions).length + ctx.extra.connection.broadcastCount > o.maxSubscriptions) {
+        return [new GraphQLError(`A connection may hold at most ${o.maxSubscriptions} subscriptions; complete one first.`, { extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' } })];
+      }
+      const request = requestOf(ctx.extra.request, ctx.extra.connection.authorization);
+      const { schema, execute, subscribe, contextFactory, parse, validate } = o.yoga.getEnveloped({
+        ...ctx,
+        req: ctx.extra.request,
+        socket: ctx.extra.socket,
+        params: payload,
+        request,
+      });
+      let document: DocumentNode;
+      try {
+        document = parse(payload.query);
+      } catch (err) {
+        if (err instanceof GraphQLError) return [withCode(err, 'GRAPHQL_PARSE_FAILED')];
+        throw err;
+      }
+      const errors = validate(schema, document);
+      if (errors.length > 0) return errors.map((e: GraphQLError) => withCode(e, 'GRAPHQL_VALIDATION_FAILED'));
+      // Valid and public: the next subscriptions with this text are broadcasts; this one is served as usual.
+      if (!shareable.has(payload.query) && mayShare(payload) && isShareableSubscription(schema, document)) {
+        if (shareable.size >= MAX_SHAREABLE_DOCUMENTS) shareable.delete(shareable.keys().next().value!);
+        shareable.set(payload.query, { id: nextId++, query: payload.query, schema, document });
+      }
+      const roots: EnvelopedRoots = { execute, subscribe };
+      return {
+        schema,
+        document,
+        operationName: payload.operationName,
+        variableValues: payload.variables,
+        contextValue: await contextFactory(),
+        rootValue: roots,
+      };
+    },
+    execute: (args) => (args.rootValue as EnvelopedRoots).execute(args),
+    subscribe: (args) => (args.rootValue as EnvelopedRoots).subscribe(args),
+    onError: (_ctx, _id, _payload, errors) => {
+      log.debug({ errors: errors.map((e) => e.message) }, 'subscription refused');
+    },
+  });
+
+  /**
+   * Takes a `subscribe` of a known shareable document (or a `complete` of a broadcast) before
+   * graphql-ws sees it. Everything else, and anything not quite right, goes to graphql-ws, which
+   * answers as the protocol says.
+   */
+  const intercept = (connection: Connection, text: string): boolean => {
+    if (!text.includes('"subscribe"') && !text.includes('"complete"')) return false;
+    let message;
     try {
-      document = parse(payload.query);
-    } catch (err) {
-      if (err instanceof GraphQLError) return [withCode(err, 'GRAPHQL_PARSE_FAILED')];
-      throw err;
+      message = parseMessage(text);
+    } catch {
+      return false;
     }
-    const errors = validate(schema, document);
-    if (errors.length > 0) return errors.map((e: GraphQLError) => withCode(e, 'GRAPHQL_VALIDATION_FAILED'));
-    return { schema, document, contextFactory, plan: { kind: 'enveloped', execute, subscribe } satisfies Plan as Plan };
-  };
-  const envelopedArgs = async (ctx: ServerContext, payload: SubscribePayload): Promise<GraphQLError[] | ExecutionArgs> => {
-    const p = await prepare(ctx, payload);
-    if (Array.isArray(p)) return p;
-    return {
-      schema: p.schema, document: p.document, operationName: payload.operationName, variableValues: payload.variables,
-      contextValue: await p.contextFactory(), rootValue: p.plan,
-    };
-  };
-  const sharedArgs = (entry: ShareableDocument, variables: string, ctx: ServerContext, payload: SubscribePayload): ExecutionArgs => {
+    if (message.type === MessageType.Complete) return connection.completeBroadcast(message.id);
+    if (message.type !== MessageType.Subscribe) return false;
+    const ctx = connection.ctx;
+    if (!ctx?.acknowledged) return false;
+    if (connection.hasBroadcast(message.id)) {
+      connection.close(CloseCode.SubscriberAlreadyExists, `Subscriber for ${message.id} already exists`);
+      return true;
+    }
+    const payload = message.payload;
+    const entry = shareable.get(payload.query);
+    if (!entry || message.id in ctx.subscriptions || !mayShare(payload)) return false;
+    if (Object.keys(ctx.subscriptions).length + connection.broadcastCount + 1 > o.maxSubscriptions) return false;
+    const variables = JSON.stringify(payload.variables ?? null);
     const key = `${entry.id}|${payload.operationName ?? ''}|${variables}`;
     let op = operations.get(key);
     if (!op) {
@@ -127,98 +189,31 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
       op = { schema: entry.schema, document: entry.document, operationName: payload.operationName, variableValues: payload.variables, key };
       operations.set(key, op);
     }
-    // graphql-ws keeps each subscription's message for its lifetime: let them all hold the one copy of the text.
-    (payload as { query: string }).query = entry.query;
-    return { schema: entry.schema, document: entry.document, operationName: payload.operationName, variableValues: payload.variables, contextValue: undefined, rootValue: { kind: 'shared', op, ctx, payload } satisfies Plan };
+    connection.openBroadcast(message.id, op, text);
+    return true;
   };
-  /** The source of a shared plan could not be opened (bad arguments, unknown sale): the regular path answers, with its error handling. */
-  async function subscribeRegularly(plan: SharedPlan): Promise<OperationResult> {
-    const args = await envelopedArgs(plan.ctx, plan.payload);
-    if (Array.isArray(args)) return { errors: args };
-    return (args.rootValue as EnvelopedPlan).subscribe(args);
-  }
-
-  /** Connections that have not sent connection_init yet, with their deadline (one sweep instead of a timer each). */
-  const awaitingInit = new Map<WebSocket, number>();
-  const server = makeServer<Record<string, unknown> | undefined, ConnectionExtra>({
-    connectionInitWaitTimeout: 0,
-    onConnect: async (ctx) => {
-      awaitingInit.delete(ctx.extra.socket);
-      const state = ctx.extra.live;
-      state.authorization = authorizationOf(ctx.connectionParams, ctx.extra.request);
-      const auth = await o.tokens.authenticate(state.authorization);
-      // A refused token still connects: public streams work, viewer streams answer UNAUTHENTICATED (as over HTTP).
-      if (!auth.viewer) return true;
-      const exp = expiryOf(state.authorization);
-      // Beyond setTimeout's range (~24 days) Node would fire at once; re-verification at subscribe still applies.
-      if (exp !== null && exp - Date.now() < MAX_TIMER_MS) {
-        // Long-lived sockets would otherwise outlive the token; the client reconnects with a fresh one.
-        state.expiryTimer = setTimeout(() => ctx.extra.socket.close(CloseCode.Unauthorized, 'Token expired'), Math.max(0, exp - Date.now()));
-        state.expiryTimer.unref();
-      }
-      return true;
-    },
-    onClose: (ctx) => {
-      awaitingInit.delete(ctx.extra.socket);
-      const timer = ctx.extra.live.expiryTimer;
-      if (timer) clearTimeout(timer);
-    },
-    onSubscribe: async (ctx, _id, payload: SubscribePayload) => {
-      // The operation being subscribed is already counted in ctx.subscriptions.
-      if (Object.keys(ctx.subscriptions).length > o.maxSubscriptions) {
-        return [new GraphQLError(`A connection may hold at most ${o.maxSubscriptions} subscriptions; complete one first.`, { extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' } })];
-      }
-      const variables = JSON.stringify(payload.variables ?? null);
-      // Text with NUL is refused by the regular path (hardening), so it never takes the shared one.
-      const mayShare = !payload.query.includes('\0') && !variables.includes('\\u0000');
-      const known = mayShare ? shareable.get(payload.query) : undefined;
-      if (known) return sharedArgs(known, variables, ctx, payload);
-      const p = await prepare(ctx, payload);
-      if (Array.isArray(p)) return p;
-      if (mayShare && isShareableSubscription(p.schema, p.document)) {
-        if (shareable.size >= MAX_SHAREABLE_DOCUMENTS) shareable.delete(shareable.keys().next().value!);
-        const entry = { id: nextId++, query: payload.query, schema: p.schema, document: p.document };
-        shareable.set(payload.query, entry);
-        return sharedArgs(entry, variables, ctx, payload);
-      }
-      return {
-        schema: p.schema, document: p.document, operationName: payload.operationName, variableValues: payload.variables,
-        contextValue: await p.contextFactory(), rootValue: p.plan,
-      };
-    },
-    execute: (args) => {
-      const plan = args.rootValue as Plan;
-      if (plan.kind !== 'enveloped') throw new Error('shared plans are for subscriptions only');
-      return plan.execute(args);
-    },
-    subscribe: async (args) => {
-      const plan = args.rootValue as Plan;
-      if (plan.kind === 'enveloped') return plan.subscribe(args);
-      return (await shared.subscribe(plan.op)) ?? subscribeRegularly(plan);
-    },
-    onError: (_ctx, _id, _payload, errors) => {
-      log.debug({ errors: errors.map((e) => e.message) }, 'subscription refused');
-    },
-  });
 
   const outbox = new Outbox();
-  const states = new WeakMap<WebSocket, ConnectionState>();
+  const connections = new Map<WebSocket, Connection>();
+  /** Connections that have not sent connection_init yet, with their deadline (one sweep instead of a timer each). */
+  const awaitingInit = new Map<WebSocket, number>();
   wss.options.handleProtocols = handleProtocols;
   wss.on('error', (err) => {
     log.error({ err }, 'WebSocket server error; closing every socket');
     for (const client of wss.clients) client.close(CloseCode.InternalServerError, 'Internal server error');
   });
   wss.on('connection', (socket, request) => {
-    const connection = new Connection(socket, request.socket, outbox, log);
-    states.set(socket, connection.state);
+    const connection = new Connection(socket, request.socket, outbox, shared, intercept, log);
+    connections.set(socket, connection);
     socket.once('error', (err) => {
       log.warn({ err: err.message }, 'WebSocket error; closing the socket');
       socket.close(CloseCode.InternalServerError, 'Internal server error');
     });
-    socket.on('pong', () => (connection.state.awaitingPong = false));
-    const closed = server.opened(connection, { socket, request, live: connection.state });
+    socket.on('pong', () => (connection.awaitingPong = false));
+    const closed = server.opened(connection, { socket, request, connection });
     awaitingInit.set(socket, Date.now() + CONNECTION_INIT_WAIT_MS);
     socket.once('close', (code, reason) => {
+      connections.delete(socket);
       if (code === CloseCode.SubprotocolNotAcceptable && socket.protocol === DEPRECATED_GRAPHQL_WS_PROTOCOL) {
         log.debug('client used the deprecated subscriptions-transport-ws protocol');
       }
@@ -227,14 +222,13 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
   });
   // One timer for every socket: a socket that did not answer the previous ping is gone.
   const heartbeat = setInterval(() => {
-    for (const socket of wss.clients) {
-      const state = states.get(socket);
-      if (!state || socket.readyState !== socket.OPEN) continue;
-      if (state.awaitingPong) {
+    for (const [socket, connection] of connections) {
+      if (socket.readyState !== socket.OPEN) continue;
+      if (connection.awaitingPong) {
         socket.terminate();
         continue;
       }
-      state.awaitingPong = true;
+      connection.awaitingPong = true;
       socket.ping();
     }
   }, o.keepAliveMs);
@@ -260,25 +254,49 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
     get connections() {
       return wss.clients.size;
     },
+    get sharedExecutions() {
+      return shared.executions;
+    },
   };
 }
 
+/** Text with NUL is refused by the regular path (hardening), so it never takes the shared one. */
+function mayShare(payload: SubscribePayload): boolean {
+  return !payload.query.includes('\0') && !JSON.stringify(payload.variables ?? null).includes('\\u0000');
+}
+
 /**
- * graphql-ws' view of one socket. A class, so its methods are not closures made per connection:
- * with 10,000 connections every per-connection allocation counts.
+ * One socket: graphql-ws' view of it (protocol, send, close, onMessage) and its broadcasts. A
+ * class, so its methods are not closures made per connection: with 10,000 connections every
+ * per-connection allocation counts.
  */
 class Connection implements GraphqlWsSocket {
-  readonly state: ConnectionState = { authorization: null, expiryTimer: null, awaitingPong: false };
+  /** The connection_init payload's authorization, re-verified at every subscribe so expiry is honoured. */
+  authorization: string | null = null;
+  expiryTimer: NodeJS.Timeout | null = null;
+  /** A ping went out and its pong has not come back yet. */
+  awaitingPong = false;
+  /** graphql-ws' context, from connection_init on. */
+  ctx: ServerContext | null = null;
+  /** Broadcasts by subscription id; null while one is being opened. */
+  private broadcasts: Map<string, Broadcast | null> | null = null;
+  private deliver: ((data: string) => Promise<void>) | null = null;
 
   constructor(
     private readonly socket: WebSocket,
     private readonly tcp: Duplex,
     private readonly outbox: Outbox,
+    readonly shared: SharedExecutor,
+    private readonly intercept: (connection: Connection, text: string) => boolean,
     private readonly log: Logger,
   ) {}
 
   get protocol(): string {
     return this.socket.protocol;
+  }
+
+  get broadcastCount(): number {
+    return this.broadcasts?.size ?? 0;
   }
 
   send(data: string): Promise<void> {
@@ -290,13 +308,126 @@ class Connection implements GraphqlWsSocket {
   }
 
   onMessage(deliver: (data: string) => Promise<void>): void {
+    this.deliver = deliver;
     this.socket.on('message', (data) => {
-      // Not awaited: a subscription's handler only returns when the subscription ends.
-      deliver(String(data)).catch((err: unknown) => {
-        this.log.error({ err }, 'WebSocket message handling failed; closing the socket');
-        this.socket.close(CloseCode.InternalServerError, 'Internal server error');
-      });
+      const text = String(data);
+      if (!this.intercept(this, text)) this.toGraphqlWs(text);
     });
+  }
+
+  hasBroadcast(id: string): boolean {
+    return this.broadcasts?.has(id) ?? false;
+  }
+
+  /** Opens a broadcast; if its source cannot be opened, graphql-ws gets the message and answers it. */
+  openBroadcast(id: string, op: SharedOperation, text: string): void {
+    this.broadcasts ??= new Map();
+    this.broadcasts.set(id, null);
+    this.shared.open(op).then(
+      (source) => {
+        if (this.broadcasts?.get(id) !== null) {
+          // Completed by the client, or the socket closed, while it was being opened.
+          void source?.return?.();
+          return;
+        }
+        // Only our own streams have a push mode; anything else is served the regular way.
+        if (!(source instanceof LiveStream)) {
+          void source?.return?.();
+          this.broadcasts.delete(id);
+          this.toGraphqlWs(text);
+          return;
+        }
+        const broadcast = new Broadcast(this, id, source, op);
+        this.broadcasts.set(id, broadcast);
+        broadcast.start();
+      },
+      (err: unknown) => {
+        if (this.broadcasts?.get(id) === null) this.broadcasts.delete(id);
+        this.log.warn({ err }, 'opening a shared subscription failed; served the regular way');
+        this.toGraphqlWs(text);
+      },
+    );
+  }
+
+  /** A `complete` from the client: true if it named one of this connection's broadcasts. */
+  completeBroadcast(id: string): boolean {
+    if (!this.broadcasts?.has(id)) return false;
+    const broadcast = this.broadcasts.get(id);
+    this.broadcasts.delete(id);
+    broadcast?.stop();
+    return true;
+  }
+
+  /** The broadcast's source ended (the server is shutting down): tell the client, as graphql-ws would. */
+  broadcastEnded(broadcast: Broadcast): void {
+    if (this.broadcasts?.get(broadcast.id) !== broadcast) return;
+    this.broadcasts.delete(broadcast.id);
+    void this.send(JSON.stringify({ id: broadcast.id, type: MessageType.Complete }));
+  }
+
+  broadcastFailed(broadcast: Broadcast, err: unknown): void {
+    if (this.broadcasts?.get(broadcast.id) !== broadcast) return;
+    this.broadcasts.delete(broadcast.id);
+    broadcast.stop();
+    this.log.warn({ err }, 'shared subscription failed');
+    void this.send(JSON.stringify({ id: broadcast.id, type: MessageType.Error, payload: [{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] }));
+  }
+
+  /** The socket closed: every broadcast stops (graphql-ws stops its own subscriptions). */
+  closed(): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    const broadcasts = this.broadcasts;
+    this.broadcasts = null;
+    for (const broadcast of broadcasts?.values() ?? []) broadcast?.stop();
+  }
+
+  private toGraphqlWs(text: string): void {
+    // Not awaited: a subscription's handler only returns when the subscription ends.
+    this.deliver?.(text).catch((err: unknown) => {
+      this.log.error({ err }, 'WebSocket message handling failed; closing the socket');
+      this.socket.close(CloseCode.InternalServerError, 'Internal server error');
+    });
+  }
+}
+
+/**
+ * One subscriber of a shareable subscription: its own source stream (its first event is the
+ * current state, then only news to it) in push mode, each event written as a `next` frame of the
+ * shared payload. Like graphql-ws, it takes the next event only once the previous frame was
+ * written, so a slow socket gets the latest state rather than a backlog.
+ */
+class Broadcast implements StreamSink<unknown> {
+  private stopped = false;
+
+  constructor(
+    private readonly connection: Connection,
+    readonly id: string,
+    private readonly source: LiveStream<unknown>,
+    private readonly op: SharedOperation,
+  ) {}
+
+  start(): void {
+    this.source.attach(this);
+  }
+
+  value(event: unknown): void {
+    this.connection.shared
+      .payloadOf(this.op, event)
+      .then((payload) => {
+        if (this.stopped) return undefined;
+        return this.connection.send(`{"id":${JSON.stringify(this.id)},"type":"next","payload":${payload}}`).then(() => this.source.ready());
+      })
+      .catch((err: unknown) => this.connection.broadcastFailed(this, err));
+  }
+
+  end(): void {
+    if (!this.stopped) this.connection.broadcastEnded(this);
+  }
+
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.source.end();
   }
 }
 
@@ -304,9 +435,7 @@ class Connection implements GraphqlWsSocket {
  * Frames waiting to be written, by socket, flushed once per turn of the event loop. An event
  * reaches all of a connection's subscriptions in the same turn (its status and its stock), so
  * their frames leave in one write instead of one system call each; with 10,000 connections the
- * system calls are most of a fan-out's cost. `send` resolves once the frame was written, as
- * graphql-ws expects (it pulls a subscription's next event only then, so a slow socket gets the
- * latest state rather than a backlog).
+ * system calls are most of a fan-out's cost. `send` resolves once the frame was written.
  */
 class Outbox {
   private pending = new Map<WebSocket, { tcp: Duplex; frames: { data: string; done: (err?: Error) => void }[] }>();
@@ -343,11 +472,11 @@ class Outbox {
 }
 
 /**
- * A fresh anonymous caller's context for shared executions: the one an HTTP request without a
+ * Contexts of an anonymous caller for shared subscriptions: the one an HTTP request without a
  * token gets (services, no viewer), with loaders of its own, made only if a resolver asks, so no
  * cache outlives the event and opening a stream allocates none.
  */
-function anonymousContextOf(yoga: WebSocketOptions['yoga']): () => Promise<Context> {
+function anonymousContexts(yoga: WebSocketOptions['yoga']): () => Promise<Context> {
   let base: Promise<Context> | null = null;
   return async () => {
     base ??= Promise.resolve(yoga.getEnveloped({ request: new Request(`http://localhost${yoga.graphqlEndpoint}`) }).contextFactory()).then((c) => c as unknown as Context, (err) => {

@@ -12,7 +12,7 @@ import type { QueueTicketView, WaitingRoomService } from '../waiting-room.js';
 import type { WaitlistEntryView, WaitlistService } from '../waitlist.js';
 import { ChannelHub } from './channel-hub.js';
 import { LiveStream } from './live-stream.js';
-import { SaleFeeds, type FeedState } from './sale-feed.js';
+import { SaleFeeds, type FeedListener, type FeedMembership, type FeedState } from './sale-feed.js';
 import { SaleStatusWatch } from './sale-status-watch.js';
 import { ViewerFeed } from './viewer-feed.js';
 
@@ -51,7 +51,7 @@ export class LiveService {
   readonly watch: SaleStatusWatch;
   private readonly feeds: SaleFeeds;
   private readonly viewers: ViewerFeed;
-  private readonly streams = new Set<LiveStream<unknown>>();
+  private readonly streams = new Set<{ end(): void }>();
   private readonly gauge: Gauge<'field'>;
 
   constructor(private readonly d: LiveDeps) {
@@ -65,31 +65,12 @@ export class LiveService {
 
   /** The sale's stock: the current state, then coalesced changes with every item and a rising version. */
   stockChanged(saleId: string): Promise<LiveStream<FeedState>> {
-    let lastVersion = -1;
-    let lastNow = -1;
-    let lastStatus = '';
-    return this.open<FeedState>('stockChanged', (s) => this.joinSale(saleId, s), (state) => {
-      const { version, status } = state.stock;
-      const now = state.status.snapshot.now;
-      if (!state.forced && (version < lastVersion || (version === lastVersion && (now < lastNow || status === lastStatus)))) return false;
-      [lastVersion, lastNow, lastStatus] = [version, now, status];
-      return true;
-    });
+    return this.openSale(new FeedStream(this, 'stockChanged'), saleId);
   }
 
   /** The sale, whenever its status differs from the last one this subscriber was sent. */
   saleStatusChanged(saleId: string): Promise<LiveStream<FeedState>> {
-    let lastVersion = -1;
-    let lastNow = -1;
-    let lastStatus = '';
-    return this.open<FeedState>('saleStatusChanged', (s) => this.joinSale(saleId, s), (state) => {
-      const { status, snapshot } = state.status;
-      if (snapshot.version < lastVersion || (snapshot.version === lastVersion && snapshot.now < lastNow)) return false;
-      [lastVersion, lastNow] = [snapshot.version, snapshot.now];
-      if (status === lastStatus) return false;
-      lastStatus = status;
-      return true;
-    });
+    return this.openSale(new FeedStream(this, 'saleStatusChanged'), saleId);
   }
 
   /** The viewer's reservations (of one sale, or all): the ones they hold or recently ended, then each change. */
@@ -208,26 +189,38 @@ export class LiveService {
     await this.hub.close();
   }
 
-  private async joinSale(saleId: string, stream: LiveStream<FeedState>): Promise<() => void> {
-    const membership = await this.feeds.join(saleId, (state) => stream.push(state, 'state'));
+  /** Joins the sale's feed (listening first), then primes the stream with the current state. */
+  private async openSale(stream: FeedStream, saleId: string): Promise<LiveStream<FeedState>> {
+    this.track(stream, stream.field);
     try {
-      stream.prime([{ key: 'state', value: await membership.feed.current() }]);
+      stream.membership = await this.feeds.join(saleId, stream);
+      stream.prime([{ key: 'state', value: await stream.membership.feed.current() }]);
     } catch (err) {
-      membership.leave();
+      stream.end();
       throw err;
     }
-    return () => membership.leave();
+    // The consumer (or a shutdown) may have ended the stream while it was being set up.
+    if (stream.closed) stream.membership.leave();
+    return stream;
+  }
+
+  /** Counts a stream as open until it ends (`forget`). */
+  track(stream: { end(): void }, field: LiveField): void {
+    this.streams.add(stream);
+    this.gauge.inc({ field });
+  }
+
+  forget(stream: { end(): void }, field: LiveField): void {
+    if (this.streams.delete(stream)) this.gauge.dec({ field });
   }
 
   private async open<T>(field: LiveField, setup: (stream: LiveStream<T>) => Promise<() => void>, accept: ((value: T) => boolean) | null = null): Promise<LiveStream<T>> {
     let cleanup: (() => void) | null = null;
     const stream: LiveStream<T> = new LiveStream<T>(() => {
       cleanup?.();
-      this.streams.delete(stream as LiveStream<unknown>);
-      this.gauge.dec({ field });
+      this.forget(stream, field);
     }, accept);
-    this.streams.add(stream as LiveStream<unknown>);
-    this.gauge.inc({ field });
+    this.track(stream, field);
     try {
       cleanup = await setup(stream);
     } catch (err) {
@@ -237,5 +230,55 @@ export class LiveService {
     // The consumer (or a shutdown) may have ended the stream while it was being set up.
     if (stream.closed) cleanup();
     return stream;
+  }
+}
+
+/**
+ * A stockChanged or saleStatusChanged subscriber: its own listener on the sale's feed, with the
+ * field's rule for what is news. One object per subscriber, no closures: a sale may have 20,000.
+ */
+class FeedStream extends LiveStream<FeedState> implements FeedListener {
+  membership: FeedMembership | null = null;
+  private lastVersion = -1;
+  private lastNow = -1;
+  private lastStatus = '';
+
+  constructor(
+    private readonly owner: LiveService,
+    readonly field: 'stockChanged' | 'saleStatusChanged',
+  ) {
+    super();
+  }
+
+  feedState(state: FeedState): void {
+    this.push(state, 'state');
+  }
+
+  protected override accepts(state: FeedState): boolean {
+    return this.field === 'stockChanged' ? this.acceptsStock(state) : this.acceptsStatus(state);
+  }
+
+  protected override ended(): void {
+    this.membership?.leave();
+    this.owner.forget(this, this.field);
+  }
+
+  /** Every new version (or a resync), and a status change at the same version (the clock's). */
+  private acceptsStock(state: FeedState): boolean {
+    const { version, status } = state.stock;
+    const now = state.status.snapshot.now;
+    if (!state.forced && (version < this.lastVersion || (version === this.lastVersion && (now < this.lastNow || status === this.lastStatus)))) return false;
+    [this.lastVersion, this.lastNow, this.lastStatus] = [version, now, status];
+    return true;
+  }
+
+  /** A status that differs from the last one sent, read no earlier than it. */
+  private acceptsStatus(state: FeedState): boolean {
+    const { status, snapshot } = state.status;
+    if (snapshot.version < this.lastVersion || (snapshot.version === this.lastVersion && snapshot.now < this.lastNow)) return false;
+    [this.lastVersion, this.lastNow] = [snapshot.version, snapshot.now];
+    if (status === this.lastStatus) return false;
+    this.lastStatus = status;
+    return true;
   }
 }

@@ -35,7 +35,10 @@ export interface FeedState {
   forced: boolean;
 }
 
-export type FeedListener = (state: FeedState) => void;
+/** A feed's listener (an object, not a closure: there may be 20,000 per sale). */
+export interface FeedListener {
+  feedState(state: FeedState): void;
+}
 
 interface FeedDeps {
   engine: StockEngine;
@@ -231,7 +234,7 @@ export class SaleFeed {
         this.delivered = state;
         const listeners = [...this.listeners];
         for (let i = 0; i < listeners.length; i++) {
-          if (this.listeners.has(listeners[i])) listeners[i](state);
+          if (this.listeners.has(listeners[i])) listeners[i].feedState(state);
           if ((i + 1) % DELIVERY_CHUNK !== 0 || i + 1 === listeners.length) continue;
           await new Promise((resolve) => setImmediate(resolve));
           // A status change read meanwhile goes to everyone now, the ones already served included.

@@ -8,7 +8,6 @@ import {
   visit,
   visitWithTypeInfo,
   type DocumentNode,
-  type ExecutionResult,
   type GraphQLError,
   type GraphQLNamedType,
   type GraphQLSchema,
@@ -85,8 +84,8 @@ export interface SharedExecutorOptions {
 
 /**
  * Executes each event of a shareable subscription once per distinct (document, operation,
- * variables) on this instance, however many subscribers receive that event, and hands all of
- * them the same result object.
+ * variables) on this instance, however many subscribers receive that event, and serialises the
+ * result once for all of them.
  *
  * Each subscriber still has its own source stream (the field's `subscribe`), so what it is sent
  * (first the current state, then only news to it) is decided per subscriber as before; only the
@@ -94,76 +93,40 @@ export interface SharedExecutorOptions {
  * a WeakMap keyed by that event object, so they live exactly as long as the event itself.
  */
 export class SharedExecutor {
-  private readonly results = new WeakMap<object, Map<string, Promise<ExecutionResult>>>();
+  private readonly payloads = new WeakMap<object, Map<string, Promise<string>>>();
+  /** Executions run so far (tests read it to tell shared from per-subscriber execution). */
   executions = 0;
 
   constructor(private readonly o: SharedExecutorOptions) {}
 
   /**
-   * Opens the subscriber's source stream. Returns null when the source could not be opened (bad
-   * arguments, unknown sale…): the caller answers through the regular path, which reports it.
+   * Opens one subscriber's source stream, as graphql-js' subscribe would, with an anonymous
+   * context. Null when it could not be opened (bad arguments, unknown sale…): the caller answers
+   * through the regular path, which reports why.
    */
-  async subscribe(op: SharedOperation): Promise<AsyncIterableIterator<ExecutionResult> | null> {
+  async open(op: SharedOperation): Promise<AsyncIterableIterator<unknown> | null> {
     const source = await createSourceEventStream({
       schema: op.schema, document: op.document, operationName: op.operationName, variableValues: op.variableValues, contextValue: await this.o.anonymousContext(),
     });
-    if (!(Symbol.asyncIterator in source)) return null;
-    return new SharedResultStream(source as AsyncIterableIterator<unknown>, this, op);
+    return Symbol.asyncIterator in source ? (source as AsyncIterableIterator<unknown>) : null;
   }
 
-  resultOf(op: SharedOperation, event: unknown): Promise<ExecutionResult> {
+  /** The `next` payload for this event, as JSON: `{"data":…}`, with masked `errors` if any. */
+  payloadOf(op: SharedOperation, event: unknown): Promise<string> {
     if (typeof event !== 'object' || event === null) return this.run(op, event);
-    let byKey = this.results.get(event);
-    if (!byKey) this.results.set(event, (byKey = new Map()));
-    let result = byKey.get(op.key);
-    if (!result) byKey.set(op.key, (result = this.run(op, event)));
-    return result;
+    let byKey = this.payloads.get(event);
+    if (!byKey) this.payloads.set(event, (byKey = new Map()));
+    let payload = byKey.get(op.key);
+    if (!payload) byKey.set(op.key, (payload = this.run(op, event)));
+    return payload;
   }
 
-  private async run(op: SharedOperation, event: unknown): Promise<ExecutionResult> {
+  private async run(op: SharedOperation, event: unknown): Promise<string> {
     this.executions++;
-    const result = await execute({
+    const { errors, ...result } = await execute({
       schema: op.schema, document: op.document, operationName: op.operationName, variableValues: op.variableValues, rootValue: event, contextValue: await this.o.anonymousContext(),
     });
-    return result.errors?.length ? { ...result, errors: this.o.maskErrors(result.errors) } : result;
-  }
-}
-
-/**
- * One subscriber's results: its own source events mapped to the shared results. Plain promise
- * chains rather than async methods, so a subscriber waiting for its next event holds no
- * suspended function frame.
- */
-class SharedResultStream implements AsyncIterableIterator<ExecutionResult> {
-  constructor(
-    private readonly source: AsyncIterableIterator<unknown>,
-    private readonly executor: SharedExecutor,
-    private readonly op: SharedOperation,
-  ) {}
-
-  next(): Promise<IteratorResult<ExecutionResult>> {
-    return this.source.next().then((event) => {
-      if (event.done) return { value: undefined, done: true };
-      return this.executor.resultOf(this.op, event.value).then(
-        (value) => ({ value, done: false }),
-        (err: unknown) => this.closeSource().then(() => Promise.reject(err)),
-      );
-    });
-  }
-
-  return(): Promise<IteratorResult<ExecutionResult>> {
-    return this.closeSource().then(() => ({ value: undefined, done: true }));
-  }
-
-  throw(err?: unknown): Promise<IteratorResult<ExecutionResult>> {
-    return this.closeSource().then(() => Promise.reject(err));
-  }
-
-  [Symbol.asyncIterator](): this {
-    return this;
-  }
-
-  private closeSource(): Promise<unknown> {
-    return Promise.resolve(this.source.return?.());
+    // The shape graphql-ws gives a `next` payload: errors as their JSON, left out when there are none.
+    return JSON.stringify(errors?.length ? { ...result, errors: this.o.maskErrors(errors).map((e) => e.toJSON()) } : result);
   }
 }
