@@ -61,8 +61,6 @@ export interface WebSocketEndpoint {
   /** Closes every socket with 1001 "Going away" and stops accepting new ones. */
   close(): Promise<void>;
   readonly connections: number;
-  /** Shared subscription events executed so far (see SharedExecutor). */
-  readonly sharedExecutions: number;
 }
 
 /**
@@ -82,7 +80,11 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
   const wss = new WebSocketServer({ server: o.server, path: o.yoga.graphqlEndpoint });
   const log = o.log;
   const contexts = anonymousContexts(o.yoga);
-  const shared = new SharedExecutor({ anonymousContext: contexts, maskErrors: (errors) => errors.map((e) => masked(e, log)) });
+  const shared = new SharedExecutor({
+    anonymousContext: contexts,
+    maskErrors: (errors) => errors.map((e) => masked(e, log)),
+    executed: (context) => (context as Context).services.live.sharedExecutions.inc(),
+  });
   /** Shareable documents by query text, parsed and validated once through Yoga (with its plugins' rules). */
   const shareable = new Map<string, ShareableDocument>();
   /** One SharedOperation per document and variables, however many subscribe to it. */
@@ -253,9 +255,6 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
     },
     get connections() {
       return wss.clients.size;
-    },
-    get sharedExecutions() {
-      return shared.executions;
     },
   };
 }

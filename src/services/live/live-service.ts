@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { OrderRow } from '../../db/types.js';
 import type { RedisClient } from '../../redis.js';
 import type { Viewer } from '../auth.js';
@@ -53,6 +53,8 @@ export class LiveService {
   private readonly viewers: ViewerFeed;
   private readonly streams = new Set<{ end(): void }>();
   private readonly gauge: Gauge<'field'>;
+  /** Public subscription events executed once for every local subscriber (see websocket.ts' broadcasts). */
+  readonly sharedExecutions: Counter;
 
   constructor(private readonly d: LiveDeps) {
     this.hub = new ChannelHub(d.createSubscriber, d.log.child({ part: 'hub' }));
@@ -61,6 +63,11 @@ export class LiveService {
     this.watch = new SaleStatusWatch(d.engine, d.redis, d.events, d.log.child({ part: 'status-watch' }));
     this.gauge = new Gauge({ name: 'flashsale_subscriptions_open', help: 'open GraphQL subscriptions on this instance, by field', labelNames: ['field'], registers: [d.registry] });
     for (const field of ['stockChanged', 'saleStatusChanged', 'reservationChanged', 'orderChanged', 'waitlistChanged', 'queueChanged'] as const) this.gauge.set({ field }, 0);
+    this.sharedExecutions = new Counter({
+      name: 'flashsale_subscription_shared_executions_total',
+      help: 'events of public subscriptions executed once for all their subscribers on this instance (one per event and distinct document and variables)',
+      registers: [d.registry],
+    });
   }
 
   /** The sale's stock: the current state, then coalesced changes with every item and a rising version. */

@@ -209,13 +209,16 @@ export class SaleFeed {
   }
 
   private scheduleDelivery(): void {
-    if (this.stopped || this.delivering || this.deliveryTimer || !this.pending) return;
+    if (this.stopped || this.delivering || !this.pending) return;
     const gap = Math.max(this.d.intervalMs, DELIVERY_GAP_FACTOR * this.lastDeliveryMs);
     const wait = this.urgent ? 0 : this.lastDeliveryAt + gap - Date.now();
     if (wait <= 0) {
+      if (this.deliveryTimer) clearTimeout(this.deliveryTimer);
+      this.deliveryTimer = null;
       void this.deliver();
       return;
     }
+    if (this.deliveryTimer) return;
     this.deliveryTimer = setTimeout(() => {
       this.deliveryTimer = null;
       this.scheduleDelivery();

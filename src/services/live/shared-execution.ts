@@ -80,6 +80,8 @@ export interface SharedExecutorOptions {
   anonymousContext: () => Promise<unknown>;
   /** The server's error masking, applied to each shared result as to every other result. */
   maskErrors: (errors: readonly GraphQLError[]) => GraphQLError[];
+  /** Told of each execution, with its context (for a metric). */
+  executed?: (context: unknown) => void;
 }
 
 /**
@@ -94,8 +96,6 @@ export interface SharedExecutorOptions {
  */
 export class SharedExecutor {
   private readonly payloads = new WeakMap<object, Map<string, Promise<string>>>();
-  /** Executions run so far (tests read it to tell shared from per-subscriber execution). */
-  executions = 0;
 
   constructor(private readonly o: SharedExecutorOptions) {}
 
@@ -122,9 +122,10 @@ export class SharedExecutor {
   }
 
   private async run(op: SharedOperation, event: unknown): Promise<string> {
-    this.executions++;
+    const contextValue = await this.o.anonymousContext();
+    this.o.executed?.(contextValue);
     const { errors, ...result } = await execute({
-      schema: op.schema, document: op.document, operationName: op.operationName, variableValues: op.variableValues, rootValue: event, contextValue: await this.o.anonymousContext(),
+      schema: op.schema, document: op.document, operationName: op.operationName, variableValues: op.variableValues, rootValue: event, contextValue,
     });
     // The shape graphql-ws gives a `next` payload: errors as their JSON, left out when there are none.
     return JSON.stringify(errors?.length ? { ...result, errors: this.o.maskErrors(errors).map((e) => e.toJSON()) } : result);
