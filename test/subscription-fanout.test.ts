@@ -189,6 +189,22 @@ describe('public subscriptions on one instance', () => {
   });
 });
 
+describe('sale rows in status events', () => {
+  it("show an admin's change made while the status stood still, with the next status change", async () => {
+    const { saleId } = await createSale(t, { stock: 5, startsInMs: 2500 });
+    const doc = `subscription RenamedStatus($saleId: ID!) { saleStatusChanged(saleId: $saleId) { status name } }`;
+    const subs = [client(), client()].map((c) => new Recorder<{ saleStatusChanged: { status: string; name: string } }>(c, doc, { saleId }));
+    await eventually(async () => subs.every((s) => s.data.length === 1), 5000, 20);
+    expect(subs[0].data[0].saleStatusChanged).toEqual({ status: 'SCHEDULED', name: 'Test sale' });
+
+    const renamed = await t.client.gql(`mutation Rename($id: ID!, $input: UpdateSaleInput!) { updateSale(id: $id, input: $input) { name } }`, { id: saleId, input: { name: 'Renamed sale' } }, t.admin);
+    expect(renamed.data?.updateSale?.name).toBe('Renamed sale');
+    for (const s of subs) await s.waitFor((d) => d.saleStatusChanged.status === 'ACTIVE', 6000);
+    for (const s of subs) expect(s.data.map((d) => d.saleStatusChanged)).toEqual([{ status: 'SCHEDULED', name: 'Test sale' }, { status: 'ACTIVE', name: 'Renamed sale' }]);
+    subs.forEach((s) => s.stop());
+  });
+});
+
 describe('status changes', () => {
   let app: App;
   let iso: ReturnType<typeof isolation>;

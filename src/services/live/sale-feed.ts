@@ -74,6 +74,8 @@ export class SaleFeed {
   private readonly listeners = new Set<FeedListener>();
   private itemOrder: string[] = [];
   private sale!: SaleRow;
+  /** The sale's revision (see SaleSnapshot.revision) the row was read under; undefined: not known yet. */
+  private rowRevision: string | null | undefined = undefined;
   private dirty = false;
   private saleDirty = false;
   private forced = false;
@@ -169,16 +171,22 @@ export class SaleFeed {
   private read(): Promise<FeedState | null> {
     this.dirty = false;
     const forced = this.forced;
+    const saleEvent = this.saleDirty;
     this.forced = false;
+    this.saleDirty = false;
     this.lastReadAt = Date.now();
     const reading = (async () => {
       try {
-        if (this.saleDirty) {
-          this.saleDirty = false;
-          this.sale = await this.d.sales.requireSale(this.saleId);
-        }
         const snap = await this.d.engine.snapshot(this.saleId);
-        if (!snap) return null;
+        if (!snap) {
+          this.saleDirty ||= saleEvent;
+          return null;
+        }
+        // Admin changes write a new revision with the change; status changes ('sale' events too) leave the row as it is.
+        if (snap.revision === null ? saleEvent : snap.revision !== this.rowRevision) {
+          this.sale = await this.d.sales.requireSale(this.saleId);
+          this.rowRevision = snap.revision;
+        }
         const state = this.toState(snap, forced);
         this.offer(state);
         return state;
@@ -186,6 +194,7 @@ export class SaleFeed {
         // Redis or PostgreSQL hiccup: keep the change pending and try again on the next tick.
         this.dirty = true;
         this.forced ||= forced;
+        this.saleDirty ||= saleEvent;
         this.d.log.warn({ err: String(err), saleId: this.saleId }, 'live read failed');
         return null;
       }
