@@ -30,6 +30,8 @@ const CONNECTION_INIT_WAIT_MS = 3000;
 const MAX_SHAREABLE_DOCUMENTS = 256;
 /** Distinct (document, variables) remembered: the sales being watched, times a few documents. */
 const MAX_SHARED_OPERATIONS = 10_000;
+const MAX_SHARED_QUERY_CHARS = 4096;
+const MAX_SHARED_VARIABLES_CHARS = 512;
 
 /** graphql-ws' `Extra` for ws, plus our view of the connection. */
 type ConnectionExtra = { socket: WebSocket; request: IncomingMessage; connection: Connection };
@@ -259,9 +261,13 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
   };
 }
 
-/** Text with NUL is refused by the regular path (hardening), so it never takes the shared one. */
+/**
+ * Text with NUL is refused by the regular path (hardening), so it never takes the shared one; nor
+ * do documents and variables larger than any public subscription needs, since they are remembered.
+ */
 function mayShare(payload: SubscribePayload): boolean {
-  return !payload.query.includes('\0') && !JSON.stringify(payload.variables ?? null).includes('\\u0000');
+  const variables = JSON.stringify(payload.variables ?? null);
+  return payload.query.length <= MAX_SHARED_QUERY_CHARS && variables.length <= MAX_SHARED_VARIABLES_CHARS && !payload.query.includes('\0') && !variables.includes('\\u0000');
 }
 
 /**
