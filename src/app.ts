@@ -137,7 +137,8 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   server.keepAliveTimeout = 65_000;
   hardening.configureServer(server);
   const websocket = attachWebSocket({
-    server, yoga, tokens: services.tokens, maxSubscriptions: config.WS_MAX_SUBSCRIPTIONS, keepAliveMs: config.WS_KEEPALIVE_MS, log: log.child({ source: 'websocket' }),
+    server, yoga, tokens: services.tokens, maxSubscriptions: config.WS_MAX_SUBSCRIPTIONS, keepAliveMs: config.WS_KEEPALIVE_MS,
+    maxPayloadBytes: config.HTTP_MAX_BODY_BYTES, log: log.child({ source: 'websocket' }),
   });
   metrics.observe({ services, redis, websocketConnections: () => websocket.connections });
 

@@ -293,3 +293,34 @@ describe('load shedding on event-loop delay', () => {
     expect(recovered).toBe(true);
   });
 });
+
+describe('WebSocket message size', () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer('wsmax', { HTTP_MAX_BODY_BYTES: '4096' });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('closes a socket that sends a message over HTTP_MAX_BODY_BYTES with 1009, and keeps one under it', async () => {
+    const { WebSocket } = await import('ws');
+    const open = async () => {
+      const ws = new WebSocket(`${t.app.url.replace('http', 'ws')}/graphql`, 'graphql-transport-ws');
+      await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+      return ws;
+    };
+    const closed = (ws: InstanceType<typeof WebSocket>) => new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+
+    const big = await open();
+    const bigClosed = closed(big);
+    big.send(JSON.stringify({ type: 'connection_init', payload: { padding: 'x'.repeat(5000) } }));
+    expect(await bigClosed).toBe(1009);
+
+    const small = await open();
+    const ack = new Promise((resolve) => small.once('message', (data) => resolve(JSON.parse(String(data)).type)));
+    small.send(JSON.stringify({ type: 'connection_init', payload: {} }));
+    expect(await ack).toBe('connection_ack');
+    small.close();
+  });
+});

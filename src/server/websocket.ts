@@ -56,6 +56,8 @@ export interface WebSocketOptions {
   tokens: TokenService;
   maxSubscriptions: number;
   keepAliveMs: number;
+  /** Largest message a client may send; a bigger one closes its socket with 1009 (ws's default was 100 MiB). */
+  maxPayloadBytes: number;
   log: Logger;
 }
 
@@ -79,7 +81,7 @@ export interface WebSocketEndpoint {
  * each, and a sell-out reaches 10,000 of them in a fraction of a second.
  */
 export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
-  const wss = new WebSocketServer({ server: o.server, path: o.yoga.graphqlEndpoint });
+  const wss = new WebSocketServer({ server: o.server, path: o.yoga.graphqlEndpoint, maxPayload: o.maxPayloadBytes });
   const log = o.log;
   const contexts = anonymousContexts(o.yoga);
   const shared = new SharedExecutor({
