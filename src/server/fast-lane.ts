@@ -72,7 +72,13 @@ export class FastLane {
         if (!res.headersSent) res.writeHead(400, { connection: 'close' });
         res.end();
       },
-    );
+    ).catch((err: unknown) => {
+      // Yoga answers every error of an operation itself; reaching here is a bug of ours, and it
+      // must cost one answer, not the process (an unhandled rejection would end it).
+      this.yoga.logger.error(err);
+      if (res.headersSent) res.destroy();
+      else res.writeHead(500, { 'content-type': 'application/json; charset=utf-8' }).end('{"errors":[{"message":"Unexpected error.","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}');
+    });
   }
 
   private toYoga(req: IncomingMessage, res: ServerResponse): void {
