@@ -8,26 +8,21 @@ import { TokenService } from '../src/services/auth.js';
 import { isShareableSubscription, VIEWER_INDEPENDENT_FIELDS } from '../src/services/live/shared-execution.js';
 import { createSale } from './support/fixtures.js';
 import { deleteRedisPrefix, dropDatabase, eventually, GqlClient, isolation, startTestServer, testConfig, type TestServer } from './support/harness.js';
-import { ORDER_CHANGED, Recorder, RESERVATION_CHANGED, SALE_STATUS_CHANGED, STOCK_CHANGED, wsClient } from './support/live.js';
+import { ORDER_CHANGED, Recorder, RESERVATION_CHANGED, SALE_STATUS_CHANGED, STOCK_CHANGED, wsClient, LiveClients, type StockUpdate } from './support/live.js';
 import { PURCHASE, RESERVE, SALE } from './support/operations.js';
 import { scrape } from './support/prometheus-text.js';
 
-type StockUpdate = { saleId: string; status: string; version: number; at: string; items: { saleItemId: string; available: number; reserved: number; sold: number }[] };
 type StatusEvent = { saleStatusChanged: { id: string; status: string; available: number; items: { id: string; available: number }[] } };
 
 let t: TestServer;
-const clients: ReturnType<typeof wsClient>[] = [];
-const client = (token?: string) => {
-  const c = wsClient(t.app.url, token);
-  clients.push(c);
-  return c;
-};
+const clients = new LiveClients(() => t.app.url);
+const client = (token?: string) => clients.open(token);
 
 beforeAll(async () => {
   t = await startTestServer('fanout', { WS_MAX_SUBSCRIPTIONS: '3', RATE_LIMIT_ENABLED: 'false' });
 });
 afterAll(async () => {
-  await Promise.all(clients.map((c) => c.dispose()));
+  await clients.disposeAll();
   await t?.close();
 });
 
@@ -227,7 +222,7 @@ describe('status changes', () => {
   it('reach subscribers as soon as a purchase causes them, ahead of the stock coalescing and without the status watcher', async () => {
     const { saleId, itemIds } = await createSale({ client: slow.client, admin: slow.admin } as TestServer, { stock: 3, perUserLimit: 3 });
     const c = wsClient(app.url);
-    clients.push(c);
+    clients.track(c);
     const statusSub = new Recorder<StatusEvent>(c, SALE_STATUS_CHANGED, { saleId });
     const stockSub = new Recorder<{ stockChanged: StockUpdate }>(c, STOCK_CHANGED, { saleId });
     await statusSub.waitFor((d) => d.saleStatusChanged.status === 'ACTIVE');

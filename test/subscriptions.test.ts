@@ -2,24 +2,19 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSale } from './support/fixtures.js';
 import { eventually, startTestServer, type TestServer } from './support/harness.js';
-import { firstSseEvent, ORDER_CHANGED, Recorder, RESERVATION_CHANGED, SALE_STATUS_CHANGED, STOCK_CHANGED, wsClient } from './support/live.js';
+import { firstSseEvent, ORDER_CHANGED, Recorder, RESERVATION_CHANGED, SALE_STATUS_CHANGED, STOCK_CHANGED, wsClient, LiveClients, type StockUpdate } from './support/live.js';
 import { PURCHASE, RESERVE, SALE } from './support/operations.js';
 
-type StockUpdate = { saleId: string; status: string; version: number; at: string; items: { saleItemId: string; available: number; reserved: number; sold: number }[] };
 
 let t: TestServer;
-const clients: ReturnType<typeof wsClient>[] = [];
-const client = (token?: string) => {
-  const c = wsClient(t.app.url, token);
-  clients.push(c);
-  return c;
-};
+const clients = new LiveClients(() => t.app.url);
+const client = (token?: string) => clients.open(token);
 
 beforeAll(async () => {
   t = await startTestServer('subscriptions', { WS_MAX_SUBSCRIPTIONS: '5', RATE_LIMIT_ENABLED: 'false' });
 });
 afterAll(async () => {
-  await Promise.all(clients.map((c) => c.dispose()));
+  await clients.disposeAll();
   await t?.close();
 });
 

@@ -1,19 +1,11 @@
 import { readFileSync } from 'node:fs';
+import { persistedIdsByName, requestBodyFor } from './persisted-ids.js';
 
-/** The persisted documents `npm run codegen` lists, by operation name. */
-const idByName = new Map<string, string>();
-const documents = JSON.parse(readFileSync(new URL('../../src/generated/graphql/persisted-documents.json', import.meta.url), 'utf8')) as Record<string, string>;
-for (const [id, text] of Object.entries(documents)) {
-  const name = /^(?:query|mutation|subscription)\s+(\w+)/.exec(text)?.[1];
-  if (name) idByName.set(name, id);
-}
+const ids = persistedIdsByName(
+  JSON.parse(readFileSync(new URL('../../src/generated/graphql/persisted-documents.json', import.meta.url), 'utf8')) as Record<string, string>,
+);
 
-/**
- * The JSON body of one operation as a production client sends it: the persisted id when codegen
- * persisted the operation, its text otherwise (a new operation before `npm run codegen`).
- */
+/** An operation's request body, by persisted id when codegen listed it (see persisted-ids.ts). */
 export function requestBody(query: string, variables: Record<string, unknown>): string {
-  const name = /^\s*(?:query|mutation|subscription)\s+(\w+)/.exec(query)?.[1];
-  const documentId = name ? idByName.get(name) : undefined;
-  return JSON.stringify(documentId ? { documentId, variables } : { query, variables });
+  return requestBodyFor(ids, query, variables);
 }

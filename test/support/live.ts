@@ -8,6 +8,29 @@ export const SALE_STATUS_CHANGED = `subscription($saleId: ID!) { saleStatusChang
 export const RESERVATION_CHANGED = `subscription($saleId: ID) { reservationChanged(saleId: $saleId) { id status endReason expiresAt quantity saleItem { id available } } }`;
 export const ORDER_CHANGED = `subscription { orderChanged { id status quantity customerId saleItem { id } } }`;
 
+/** What STOCK_CHANGED selects. */
+export type StockUpdate = { saleId: string; status: string; version: number; at: string; items: { saleItemId: string; available: number; reserved: number; sold: number }[] };
+
+/** The graphql-ws clients a test file opens against `baseUrl()`, all disposed by `disposeAll()`. */
+export class LiveClients {
+  private readonly opened: (Client & { closes: number[] })[] = [];
+  constructor(private readonly baseUrl: () => string) {}
+
+  open(token?: string): Client & { closes: number[] } {
+    return this.track(wsClient(this.baseUrl(), token));
+  }
+
+  /** Also disposes a client the test made itself. */
+  track<C extends Client & { closes: number[] }>(c: C): C {
+    this.opened.push(c);
+    return c;
+  }
+
+  async disposeAll(): Promise<void> {
+    await Promise.all(this.opened.map((c) => c.dispose()));
+  }
+}
+
 /** A graphql-ws client (Node 20 has no global WebSocket); `closes` records close codes. */
 export function wsClient(baseUrl: string, token?: string): Client & { closes: number[] } {
   const closes: number[] = [];

@@ -1,4 +1,5 @@
 import http, { type RefinedResponse } from 'k6/http';
+import { persistedIdsByName, requestBodyFor } from '../../harness/persisted-ids.ts';
 import { GRAPHQL_URL } from './env.ts';
 
 export interface GraphqlBody {
@@ -8,23 +9,13 @@ export interface GraphqlBody {
 
 // The persisted documents `npm run codegen` lists (k6's open() reads them once, in the init
 // context, relative to this file): operations are sent by id, as the Node harness sends them.
-const persistedIds = new Map<string, string>();
-for (const [id, text] of Object.entries(JSON.parse(open('../../../src/generated/graphql/persisted-documents.json')) as Record<string, string>)) {
-  const op = /^(?:query|mutation|subscription)\s+(\w+)/.exec(text);
-  if (op) persistedIds.set(op[1], id);
-}
-
-function requestBody(query: string, variables: Record<string, unknown>): string {
-  const name = /^\s*(?:query|mutation|subscription)\s+(\w+)/.exec(query)?.[1];
-  const documentId = name ? persistedIds.get(name) : undefined;
-  return JSON.stringify(documentId ? { documentId, variables } : { query, variables });
-}
+const persistedIds = persistedIdsByName(JSON.parse(open('../../../src/generated/graphql/persisted-documents.json')) as Record<string, string>);
 
 /** POSTs one operation; `name` tags the request so thresholds can be set per operation. */
 export function gql(query: string, variables: Record<string, unknown>, o: { token?: string; name: string }): { res: RefinedResponse<'text'>; body: GraphqlBody } {
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' };
   if (o.token) headers.authorization = `Bearer ${o.token}`;
-  const res = http.post(GRAPHQL_URL, requestBody(query, variables), { headers, tags: { name: o.name } });
+  const res = http.post(GRAPHQL_URL, requestBodyFor(persistedIds, query, variables), { headers, tags: { name: o.name } });
   let body: GraphqlBody = {};
   try {
     body = JSON.parse(res.body as string) as GraphqlBody;
