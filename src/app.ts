@@ -18,7 +18,8 @@ import { graphiqlOptions } from './server/graphiql-examples.js';
 import { createHardening } from './server/hardening.js';
 import { LoadShedder, withLoadShedding } from './server/load-shedding.js';
 import { createMetrics } from './server/metrics.js';
-import { RateCounter, rateLimit, rateLimitsFromConfig } from './server/rate-limit.js';
+import { rateLimit, rateLimitsFromConfig } from './server/rate-limit.js';
+import { RateCounter } from './services/rate-counter.js';
 import { Repeater } from './server/repeater.js';
 import { requestLogging } from './server/request-logging.js';
 import { attachWebSocket } from './server/websocket.js';
@@ -88,6 +89,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
         limits: rateLimitsFromConfig(config),
         trustProxyHops: config.TRUST_PROXY_HOPS,
         log: log.child({ source: 'rate-limit' }),
+        foldIntoReserve: !config.REDIS_CLUSTER_NODES,
       }),
     ],
     context: async ({ request }) => {

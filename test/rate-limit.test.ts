@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type App } from '../src/app.js';
 import { parseConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
-import { BUYING_FIELDS, clientAddress, RateCounter, rateLimitsFromConfig } from '../src/server/rate-limit.js';
+import { BUYING_FIELDS, clientAddress, rateLimitsFromConfig } from '../src/server/rate-limit.js';
+import { RateCounter } from '../src/services/rate-counter.js';
 import { createSale } from './support/fixtures.js';
 import { deleteRedisPrefix, GqlClient, REDIS_URL, startTestServer, testConfig, type GqlResult, type TestServer } from './support/harness.js';
 import { CANCEL_ORDER, CONFIRM, PURCHASE, RELEASE, RESERVE, SALE } from './support/operations.js';
@@ -122,6 +123,44 @@ describe('buying limits per customer', () => {
     expect([...BUYING_FIELDS].sort()).toHaveLength(8);
   });
 
+  it('a lone purchase is decided in one Redis command: the reserve script counts its limits itself', async () => {
+    const token = await t.token('one-trip');
+    const prefix = t.app.config.REDIS_PREFIX;
+    const seen: string[][] = [];
+    const monitor = await new Redis(REDIS_URL).monitor();
+    // MONITOR sees every client of this shared Redis, and the calls scripts make: keep the
+    // commands sent over the network that name our keys.
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (source !== 'lua' && args.some((a) => a.startsWith(prefix))) seen.push(args);
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    const r = await buy(t.client, itemId, 'one-trip-1', token);
+    await new Promise((r) => setTimeout(r, 100));
+    monitor.disconnect();
+    expect(codeOf(r)).toBe('PurchaseSuccess');
+    const counted = seen.filter((args) => args.some((a) => a === `${prefix}rl:buy:customer:one-trip`));
+    expect(counted).toHaveLength(1);
+    // The same command is the reserve decision: it names the sale's meta key and both counters.
+    expect(counted[0][0].toLowerCase()).toBe('evalsha');
+    expect(counted[0].some((a) => /\{sale:[^}]+\}:meta$/.test(a))).toBe(true);
+    expect(counted[0].some((a) => a.startsWith(`${prefix}rl:buy:ip:`))).toBe(true);
+  });
+
+  it('two buying fields in one operation are counted before anything runs', async () => {
+    const token = await t.token('pair');
+    const PAIR = `mutation($i: ID!) {
+      a: purchase(input: { saleItemId: $i, quantity: 1, idempotencyKey: "pair-a" }) { __typename }
+      b: purchase(input: { saleItemId: $i, quantity: 1, idempotencyKey: "pair-b" }) { __typename }
+    }`;
+    // Budget 5: two pairs take 4, the third pair needs 2 of the 1 left and nothing of it runs.
+    for (let i = 0; i < 2; i++) expect((await t.client.gql(PAIR.replaceAll('pair-', `pair${i}-`), { i: itemId }, token)).data?.a.__typename).toBe('PurchaseSuccess');
+    const limited = await t.client.gql(PAIR, { i: itemId }, token);
+    expect(limited.data).toBeNull();
+    expect(limited.errors?.map((e) => e.extensions?.code)).toContain('RATE_LIMITED');
+    const orders = await t.app.db.selectFrom('orders').select('id').where('customer_id', '=', 'pair').execute();
+    expect(orders).toHaveLength(4);
+  });
+
   it('admins are never limited', async () => {
     const rs = await Promise.all(Array.from({ length: 15 }, (_, i) => buy(t.client, itemId, `admin-${i}`, t.admin)));
     expect(count(rs, 'RATE_LIMITED')).toBe(0);
@@ -195,7 +234,7 @@ describe('the Redis counter', () => {
   it('counts atomically over several connections and reopens when the window ends', async () => {
     const counters = [new RateCounter(a, prefix), new RateCounter(b, prefix)];
     const rule = { max: 37, windowMs: 1500 };
-    const hits = await Promise.all(Array.from({ length: 300 }, (_, i) => counters[i % 2].hit('burst', rule)));
+    const hits = await Promise.all(Array.from({ length: 300 }, (_, i) => counters[i % 2].hit(counters[i % 2].check('burst', rule))));
     expect(hits.filter((h) => h.allowed)).toHaveLength(37);
     expect(new Set(hits.map((h) => h.hits)).size).toBe(300);
     for (const h of hits) expect(h.retryAfterMs).toBeGreaterThan(0);
@@ -203,7 +242,7 @@ describe('the Redis counter', () => {
     expect(await a.pttl(`${prefix}rl:burst`)).toBeGreaterThan(0);
 
     await new Promise((r) => setTimeout(r, Math.max(...hits.map((h) => h.retryAfterMs)) + 50));
-    const after = await counters[0].hit('burst', rule);
+    const after = await counters[0].hit(counters[0].check('burst', rule));
     expect(after).toMatchObject({ allowed: true, hits: 1 });
   });
 

@@ -8,10 +8,10 @@ import { assertId } from '../services/validation.js';
 const END_REASONS = new Set(['EXPIRED', 'CUSTOMER', 'ADMIN', 'SALE_CANCELLED', 'CONFIRM_FAILED', 'STOCK_REBUILT']);
 
 export function purchase(input: BuyInput & { delivery?: unknown }, ctx: Context) {
-  return ctx.services.purchases.purchase(ctx.viewer!, input);
+  return ctx.services.purchases.purchase(ctx.viewer!, input, ctx.rateChecks);
 }
 export function reserve(input: BuyInput, ctx: Context) {
-  return ctx.services.purchases.reserve(ctx.viewer!, input);
+  return ctx.services.purchases.reserve(ctx.viewer!, input, ctx.rateChecks);
 }
 export function confirm(reservationId: string, delivery: unknown, ctx: Context) {
   return ctx.services.purchases.confirmReservation(ctx.viewer!, reservationId, delivery);

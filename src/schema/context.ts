@@ -1,5 +1,6 @@
 import type { Viewer } from '../services/auth.js';
 import type { Services } from '../services/index.js';
+import type { RateCheck } from '../services/rate-counter.js';
 import type { Loaders } from './loaders.js';
 
 export interface Context {
@@ -8,4 +9,9 @@ export interface Context {
   authError: string | null;
   services: Services;
   loaders: Loaders;
+  /**
+   * Buying rate limits the reserve script counts itself, in the same round trip as the decision;
+   * set by the rate-limit plugin (src/server/rate-limit.ts) for a lone `purchase` or `reserve`.
+   */
+  rateChecks?: readonly RateCheck[];
 }

@@ -1,10 +1,8 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { isIPv6 } from 'node:net';
 import {
   getOperationAST,
-  GraphQLError,
   GraphQLIncludeDirective,
   GraphQLSkipDirective,
   getDirectiveValues,
@@ -16,15 +14,11 @@ import {
 import type { Plugin } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import type { RedisClient } from '../redis.js';
+import type { Context } from '../schema/context.js';
 import type { Viewer } from '../services/auth.js';
 import { normalizeEmail } from '../services/accounts.js';
-
-/** At most `max` calls per fixed window of `windowMs`. */
-export interface RateRule {
-  max: number;
-  windowMs: number;
-}
+import { rateLimited } from '../services/errors.js';
+import type { RateCheck, RateCounter, RateRule } from '../services/rate-counter.js';
 
 /** One counter per (bucket, identity): e.g. every buying mutation of one customer shares a budget. */
 export interface RateLimit {
@@ -53,27 +47,12 @@ export function rateLimitsFromConfig(config: Config): RateLimit[] {
   ];
 }
 
-declare module 'ioredis' {
-  interface RedisCommander<Context> {
-    fsRateHit(key: string, max: number, windowMs: number): Promise<[number, number, number]>;
-  }
-}
-
-const LUA = readFileSync(new URL('./rate-limit.lua', import.meta.url), 'utf8');
-
-/** Fixed-window counters in Redis, shared by every instance; each hit is one atomic script call. */
-export class RateCounter {
-  constructor(private readonly redis: RedisClient, private readonly prefix: string) {
-    // The same client may serve several apps (tests); define the command once.
-    const command: string = 'fsRateHit';
-    if (!(command in redis)) redis.defineCommand(command, { numberOfKeys: 1, lua: LUA });
-  }
-
-  async hit(key: string, rule: RateRule): Promise<{ allowed: boolean; hits: number; retryAfterMs: number }> {
-    const [allowed, hits, ttl] = await this.redis.fsRateHit(`${this.prefix}rl:${key}`, rule.max, rule.windowMs);
-    return { allowed: allowed === 1, hits, retryAfterMs: ttl };
-  }
-}
+/**
+ * Fields whose decision is one reserve script call: when such a field is the operation's only
+ * limited field, its counters are handed to the script (context `rateChecks`) and hit there, so
+ * the purchase decision stays one Redis round trip.
+ */
+export const FOLDED_FIELDS: ReadonlySet<string> = new Set(['purchase', 'reserve']);
 
 interface RootField {
   node: FieldNode;
@@ -91,13 +70,13 @@ interface RootField {
  * with a custom store), it allows one rule per field (we need per-customer and per-IP), and its
  * error carries only a message, not the time until the window reopens.
  */
-export function rateLimit(opts: { counter: RateCounter; limits: RateLimit[]; trustProxyHops: number; log: Logger }): Plugin {
-  const { counter, limits, trustProxyHops, log } = opts;
+export function rateLimit(opts: { counter: RateCounter; limits: RateLimit[]; trustProxyHops: number; log: Logger; foldIntoReserve: boolean }): Plugin<Context> {
+  const { counter, limits, trustProxyHops, log, foldIntoReserve } = opts;
   if (limits.length === 0) return {};
   const limitedFields = new Set(limits.flatMap((l) => [...l.fields]));
 
   return {
-    onExecute({ args, setResultAndStopExecution }) {
+    onExecute({ args, setResultAndStopExecution, extendContext }) {
       const operation = getOperationAST(args.document, args.operationName);
       if (operation?.operation !== 'mutation') return;
       const variables = (args.variableValues ?? {}) as Record<string, unknown>;
@@ -106,25 +85,26 @@ export function rateLimit(opts: { counter: RateCounter; limits: RateLimit[]; tru
       const ctx = args.contextValue as { viewer?: Viewer | null; req?: IncomingMessage; extra?: { request?: IncomingMessage } };
       if (ctx.viewer?.role === 'admin') return;
       const ip = clientAddress(ctx.req ?? ctx.extra?.request, trustProxyHops);
-
-      const checks = fields.map(async (field) => {
-        const hits = limits
+      const checksOf = (field: RootField): RateCheck[] =>
+        limits
           .filter((l) => l.fields.has(field.name))
-          .map((l) => {
+          .flatMap((l) => {
             const identity = identify(l.by, field, variables, ctx.viewer ?? null, ip);
             // No identity on this axis (no token, no email argument): the other axes still apply.
-            return identity === null ? null : counter.hit(`${l.bucket}:${l.by}:${identity}`, l.rule);
-          })
-          .filter((h) => h !== null);
-        const results = await Promise.all(hits);
+            return identity === null ? [] : [counter.check(`${l.bucket}:${l.by}:${identity}`, l.rule)];
+          });
+
+      // Off Redis Cluster only: there the counters live outside the sale's slot, out of the script's reach.
+      if (foldIntoReserve && fields.length === 1 && FOLDED_FIELDS.has(fields[0].name)) {
+        extendContext({ rateChecks: checksOf(fields[0]) });
+        return;
+      }
+
+      const checks = fields.map(async (field) => {
+        const results = await Promise.all(checksOf(field).map((c) => counter.hit(c)));
         const refused = results.filter((r) => !r.allowed);
         if (refused.length === 0) return null;
-        const retryAfterSeconds = Math.max(1, Math.ceil(Math.max(...refused.map((r) => r.retryAfterMs)) / 1000));
-        return new GraphQLError(`Too many requests; please try again in ${retryAfterSeconds} s.`, {
-          nodes: [field.node],
-          path: [field.responseKey],
-          extensions: { code: 'RATE_LIMITED', retryAfterSeconds, http: { headers: { 'Retry-After': String(retryAfterSeconds) } } },
-        });
+        return rateLimited(Math.max(...refused.map((r) => r.retryAfterMs)), { nodes: [field.node], path: [field.responseKey] });
       });
 
       return Promise.all(checks).then(

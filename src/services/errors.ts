@@ -1,4 +1,4 @@
-import { GraphQLError } from 'graphql';
+import { GraphQLError, type GraphQLErrorOptions } from 'graphql';
 
 export const ERROR_CODES = [
   'SOLD_OUT', 'LIMIT_EXCEEDED', 'SALE_NOT_STARTED', 'SALE_ENDED', 'SALE_PAUSED', 'SALE_CANCELLED',
@@ -63,6 +63,17 @@ export function unauthenticated(message = 'Sign in to do this.'): GraphQLError {
 }
 export function forbidden(message = 'This is for admins only.'): GraphQLError {
   return new GraphQLError(message, { extensions: { code: 'FORBIDDEN' } });
+}
+/**
+ * Over a rate limit: by the contract a GraphQL error (HTTP 200, `retryAfterSeconds`, and a
+ * Retry-After header), not a Rejected; refused calls count, so waiting is the only way back.
+ */
+export function rateLimited(retryAfterMs: number, at: { nodes?: GraphQLErrorOptions['nodes']; path?: GraphQLErrorOptions['path'] } = {}): GraphQLError {
+  const retryAfterSeconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+  return new GraphQLError(`Too many requests; please try again in ${retryAfterSeconds} s.`, {
+    ...at,
+    extensions: { code: 'RATE_LIMITED', retryAfterSeconds, http: { headers: { 'Retry-After': String(retryAfterSeconds) } } },
+  });
 }
 export function notFound(what: string): GraphQLError {
   return new GraphQLError(`No ${what} has that id.`, { extensions: { code: 'NOT_FOUND' } });

@@ -2,14 +2,15 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { OrderRow } from '../db/types.js';
 import type { Viewer } from './auth.js';
-import { invalidInput, rejected, UnavailableError, type ErrorCode, type Rejected } from './errors.js';
+import { invalidInput, rateLimited, rejected, UnavailableError, type ErrorCode, type Rejected } from './errors.js';
 import { newId, saleIdOf } from './ids.js';
 import type { OrderStore } from './orders.js';
 import { ReservationReader, type ReservationView } from './reservations.js';
 import type { SaleEvents } from './sale-events.js';
 import type { SalesService } from './sales.js';
-import type { EngineReject, StockEngine } from './stock/engine.js';
+import type { EngineReject, ReserveOutcome, StockEngine } from './stock/engine.js';
 import type { OutcomeMetrics } from './outcome-metrics.js';
+import type { RateCheck } from './rate-counter.js';
 import { zodToRejected } from './zod-errors.js';
 
 const buyInput = z.object({
@@ -26,6 +27,11 @@ export type ReleaseResult = { kind: 'ReleaseSuccess'; reservation: ReservationVi
 export type CancelResult = { kind: 'CancelOrderSuccess'; order: OrderRow } | Rejected;
 
 const POLL_MS = 15;
+
+/** Over a rate limit the reserve script counted: thrown as the contract's GraphQL error once counted in the metrics. */
+type RateLimited = { kind: 'RateLimited'; retryAfterMs: number };
+/** A hold the reserve script granted (or replayed), with the validated input that asked for it. */
+type Taken = { kind?: undefined; saleId: string; saleItemId: string; quantity: number; idempotencyKey: string; hold: Exclude<ReserveOutcome, EngineReject> };
 
 /** Encrypts delivery details for storage; supplied by the accounts part of the service. */
 export type DeliverySealer = (delivery: unknown, field: string) => { ok: true; sealed: string | null } | { ok: false; rejected: Rejected };
@@ -53,16 +59,21 @@ export class PurchaseService {
     private readonly admission: AdmissionCheck = noAdmission,
   ) {}
 
-  async purchase(viewer: Viewer, input: BuyInput & { delivery?: unknown }): Promise<PurchaseResult> {
-    const result = await this.purchaseInner(viewer, input).catch((err) => this.unavailable(err));
-    this.metrics.outcome('purchase', result.kind === 'Rejected' ? result.code : 'OK');
-    return result;
+  /** `rateChecks`: buying limits the reserve script counts in the same round trip (see FOLDED_FIELDS). */
+  async purchase(viewer: Viewer, input: BuyInput & { delivery?: unknown }, rateChecks?: readonly RateCheck[]): Promise<PurchaseResult> {
+    const result = await this.purchaseInner(viewer, input, rateChecks).catch((err) => this.unavailable(err));
+    return this.settle('purchase', result);
   }
 
-  async reserve(viewer: Viewer, input: BuyInput): Promise<ReserveResult> {
-    const result = await this.reserveInner(viewer, input).catch((err) => this.unavailable(err));
-    this.metrics.outcome('reserve', result.kind === 'Rejected' ? result.code : 'OK');
-    return result;
+  async reserve(viewer: Viewer, input: BuyInput, rateChecks?: readonly RateCheck[]): Promise<ReserveResult> {
+    const result = await this.reserveInner(viewer, input, rateChecks).catch((err) => this.unavailable(err));
+    return this.settle('reserve', result);
+  }
+
+  private settle<T extends { kind: string }>(mutation: 'purchase' | 'reserve', result: T | Rejected | RateLimited): T | Rejected {
+    this.metrics.outcome(mutation, result.kind === 'Rejected' ? (result as Rejected).code : result.kind === 'RateLimited' ? 'RATE_LIMITED' : 'OK');
+    if (result.kind === 'RateLimited') throw rateLimited((result as RateLimited).retryAfterMs);
+    return result as T | Rejected;
   }
 
   /**
@@ -79,25 +90,26 @@ export class PurchaseService {
    * The decision both buying mutations share: validate, then one reserve script call. Returns the
    * rejection, or the hold (new or replayed) with the validated input.
    */
-  private async take(viewer: Viewer, input: BuyInput, mutation: 'purchase' | 'reserve') {
+  private async take(viewer: Viewer, input: BuyInput, mutation: 'purchase' | 'reserve', rateChecks: readonly RateCheck[] | undefined): Promise<Taken | Rejected | RateLimited> {
     const parsed = buyInput.safeParse(input);
     if (!parsed.success) return zodToRejected(parsed.error, 'input');
     const { saleItemId, quantity, idempotencyKey, admissionToken } = parsed.data;
     const saleId = saleIdOf(saleItemId);
     if (!saleId) return rejected('NOT_FOUND', { field: 'input.saleItemId' });
     const admitted = await this.isAdmitted(viewer, saleId, admissionToken);
-    const r = await this.reserveWithLiveSale(saleId, { saleItemId, customerId: viewer.id, quantity, idempotencyKey, mutation, admitted });
+    const r = await this.reserveWithLiveSale(saleId, { saleItemId, customerId: viewer.id, quantity, idempotencyKey, mutation, admitted, rateChecks });
     if ('kind' in r) return r;
+    if (r.ok === false && r.code === 'RATE_LIMITED') return { kind: 'RateLimited', retryAfterMs: r.retryAfterMs };
     void this.events.holdsEnded(saleId, r.ended);
     if (r.ok === false) return this.toRejected(r, saleItemId);
     return { saleId, saleItemId, quantity, idempotencyKey, hold: r };
   }
 
-  private async purchaseInner(viewer: Viewer, input: BuyInput & { delivery?: unknown }): Promise<PurchaseResult> {
+  private async purchaseInner(viewer: Viewer, input: BuyInput & { delivery?: unknown }, rateChecks: readonly RateCheck[] | undefined): Promise<PurchaseResult | RateLimited> {
     const sealed = input.delivery == null ? { ok: true as const, sealed: null } : this.sealDelivery(input.delivery, 'input.delivery');
     if (!sealed.ok) return sealed.rejected;
-    const taken = await this.take(viewer, input, 'purchase');
-    if ('kind' in taken) return taken;
+    const taken = await this.take(viewer, input, 'purchase', rateChecks);
+    if (taken.kind) return taken;
     const { saleId, saleItemId, quantity, idempotencyKey, hold: r } = taken;
     if (r.ok === 'replay') return this.replayPurchase(saleId, r.reservationId);
 
@@ -112,9 +124,9 @@ export class PurchaseService {
     });
   }
 
-  private async reserveInner(viewer: Viewer, input: BuyInput): Promise<ReserveResult> {
-    const taken = await this.take(viewer, input, 'reserve');
-    if ('kind' in taken) return taken;
+  private async reserveInner(viewer: Viewer, input: BuyInput, rateChecks: readonly RateCheck[] | undefined): Promise<ReserveResult | RateLimited> {
+    const taken = await this.take(viewer, input, 'reserve', rateChecks);
+    if (taken.kind) return taken;
     const { saleId, hold: r } = taken;
     const reservation = await this.reservations.byId(r.reservationId);
     if (!reservation) return rejected('TEMPORARILY_UNAVAILABLE', { retryAfterSeconds: 1 });

@@ -1,13 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { newChildId } from '../ids.js';
 import type { RedisClient } from '../../redis.js';
+import { RATE_HIT_LUA, type RateCheck } from '../rate-counter.js';
 import { SaleKeys } from './keys.js';
 
 const luaDir = new URL('./lua/', import.meta.url);
 const prelude = readFileSync(new URL('prelude.lua', luaDir), 'utf8');
 // Waiting-room scripts share a second prelude of their own (queue-prelude.lua).
 const queuePrelude = readFileSync(new URL('queue-prelude.lua', luaDir), 'utf8');
-const script = (name: string) => `${prelude}\n${name.startsWith('queue-') ? `${queuePrelude}\n` : ''}${readFileSync(new URL(`${name}.lua`, luaDir), 'utf8')}`;
+// reserve.lua also counts the buying rate limits folded into it (rate-hit.lua).
+const script = (name: string) =>
+  `${prelude}\n${name.startsWith('queue-') ? `${queuePrelude}\n` : ''}${name === 'reserve' ? `${RATE_HIT_LUA}\n` : ''}${readFileSync(new URL(`${name}.lua`, luaDir), 'utf8')}`;
 
 const SCRIPTS = {
   fsReserve: 'reserve',
@@ -36,7 +39,8 @@ type Raw = any;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    fsReserve(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    /** The only script with a variable key count: KEYS[2..] are rate counters it hits first. */
+    fsReserve(numKeys: number, meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsBeginConfirm(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsConfirm(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsRelease(meta: string, ...args: (string | number)[]): Promise<Raw>;
@@ -195,7 +199,7 @@ export class StockEngine {
   ) {
     this.keys = new SaleKeys(prefix);
     for (const [command, file] of Object.entries(SCRIPTS)) {
-      if (!(command in redis)) redis.defineCommand(command, { numberOfKeys: 1, lua: script(file) });
+      if (!(command in redis)) redis.defineCommand(command, { numberOfKeys: command === 'fsReserve' ? undefined : 1, lua: script(file) });
     }
   }
 
@@ -207,9 +211,19 @@ export class StockEngine {
     return created === 1;
   }
 
-  /** `admitted`: the caller verified an admission token of this customer for this sale. */
-  async reserve(saleId: string, input: { saleItemId: string; customerId: string; quantity: number; idempotencyKey: string; mutation: 'reserve' | 'purchase'; admitted?: boolean }): Promise<ReserveOutcome> {
-    const r = await this.redis.fsReserve(this.keys.meta(saleId), input.saleItemId, input.customerId, input.quantity, input.idempotencyKey, input.mutation, newChildId(saleId), this.confirmWindowMs, input.admitted ? '1' : '0');
+  /**
+   * `admitted`: the caller verified an admission token of this customer for this sale.
+   * `rateChecks`: counters the script hits before deciding (standalone Redis only: they are outside
+   * the sale's cluster slot); over any of them, it decides nothing and answers RATE_LIMITED.
+   */
+  async reserve(saleId: string, input: { saleItemId: string; customerId: string; quantity: number; idempotencyKey: string; mutation: 'reserve' | 'purchase'; admitted?: boolean; rateChecks?: readonly RateCheck[] }): Promise<ReserveOutcome> {
+    const checks = input.rateChecks ?? [];
+    const args: (string | number)[] = [this.keys.meta(saleId)];
+    for (const c of checks) args.push(c.key);
+    args.push(input.saleItemId, input.customerId, input.quantity, input.idempotencyKey, input.mutation, newChildId(saleId), this.confirmWindowMs, input.admitted ? '1' : '0');
+    for (const c of checks) args.push(c.max, c.windowMs);
+    const r = await this.redis.fsReserve(1 + checks.length, ...(args as [string, ...(string | number)[]]));
+    if (r[0] === 'RATE') return { ok: false, code: 'RATE_LIMITED', available: null, retryAfterMs: Number(r[1]), ended: [] };
     if (r[0] === 'OK') {
       return { ok: true, reservationId: r[1], createdAt: Number(r[2]), expiresAt: Number(r[3]), available: Number(r[4]), saleAvailable: Number(r[5]), version: Number(r[6]), ended: parseEnded(r[7]) };
     }

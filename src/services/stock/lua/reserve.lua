@@ -1,18 +1,28 @@
 -- reserve: take `qty` units of an item for a customer, as a hold (reserve) or straight into
 -- confirmation (purchase, whose order is being committed to PostgreSQL).
--- KEYS[1] meta.  ARGV: item, customer, qty, idemKey, mutation ('reserve'|'purchase'), newId,
+-- KEYS[1] meta; KEYS[2..n] rate-limit counters the caller folded in (standalone Redis only, as
+--   they are outside the sale's slot; none on a cluster).
+-- ARGV: item, customer, qty, idemKey, mutation ('reserve'|'purchase'), newId,
 --   confirmWindowMs, admitted ('1' when the caller verified an admission token for this customer
---   and sale; only waiting-room sales ask).
+--   and sale; only waiting-room sales ask), then max, windowMs for each counter KEYS[2..n].
 -- Returns one of
 --   {'OK', id, createdAt, expiresAt, availableAfter, saleAvailable, ver, ended}
 --   {'REPLAY', id, ended}            the same customer and key already succeeded
 --   {'REJ', code, available, retryAfterMs, ended}
+--   {'RATE', retryAfterMs}           over a folded rate limit: nothing else was done
 -- Invariants: a rejection changes no stock; a customer's HELD+CONFIRMING+CONFIRMED units of an
 -- item never exceed perUserLimit; one success per (customer, key).
 local item, cust, qty, key, mutation, newId = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local confirmWindow = tonumber(ARGV[7])
 
 if not meta_exists() then return {'REJ', 'NO_SALE', 0, 0, {}} end
+-- After the sale check, so the caller's retry of a sale brought live again counts once.
+local limitedMs = -1
+for i = 2, #KEYS do
+  local allowed, _, ttl = rate_hit(KEYS[i], tonumber(ARGV[2 * i + 5]), tonumber(ARGV[2 * i + 6]))
+  if allowed == 0 and ttl > limitedMs then limitedMs = ttl end
+end
+if limitedMs >= 0 then return {'RATE', limitedMs} end
 local ended = expire_overdue(50)
 
 local idemField = idem_field(cust, key)
