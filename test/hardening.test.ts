@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getIntrospectionQuery } from 'graphql';
+import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import * as loadOperations from '../load/harness/operations.js';
 import { startTestServer, type TestServer } from './support/harness.js';
+import { wsClient } from './support/live.js';
 import { createSale } from './support/fixtures.js';
 import * as operations from './support/operations.js';
 import { PURCHASE, SALE_ITEM } from './support/operations.js';
@@ -227,6 +229,38 @@ describe('load shedding', () => {
 
     const metrics = await (await request(`${t.app.url}/metrics`)).body.text();
     expect(metrics).toMatch(/flashsale_load_shed_total\{reason="in-flight"\} [1-9]/);
+  });
+
+  it('sheds a purchase sent over a WebSocket while the process is saturated, and serves it after', async () => {
+    const { itemIds: [itemId] } = await createSale(t, { stock: 10 });
+    const token = await t.token('shed-ws');
+    const ws = wsClient(t.app.url, token);
+    const buyOverWs = (key: string) => new Promise<Record<string, unknown>>((resolve, reject) => {
+      let data: Record<string, unknown> = {};
+      ws.subscribe({ query: PURCHASE, variables: { input: { saleItemId: itemId, quantity: 1, idempotencyKey: key } } }, {
+        next: (r) => (data = r.data?.purchase as Record<string, unknown>),
+        error: reject,
+        complete: () => resolve(data),
+      });
+    });
+    // The connection opens while the process is idle; its upgrade request carries no verdict.
+    expect(await buyOverWs('ws-before')).toMatchObject({ __typename: 'PurchaseSuccess' });
+    // Three HTTP requests whose bodies never finish keep the process over its in-flight limit of 2.
+    const hanging = Array.from({ length: 3 }, () => {
+      const socket = connect(Number(new URL(t.app.url).port), '127.0.0.1');
+      socket.on('error', () => {});
+      socket.write('POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{');
+      return socket;
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      expect(await buyOverWs('ws-busy')).toMatchObject({ __typename: 'Rejected', code: 'TEMPORARILY_UNAVAILABLE', retryAfterSeconds: 1 });
+    } finally {
+      for (const socket of hanging) socket.destroy();
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await buyOverWs('ws-after')).toMatchObject({ __typename: 'PurchaseSuccess' });
+    await ws.dispose();
   });
 
   it('never sheds queries or admins; login answers a coded GraphQL error', async () => {

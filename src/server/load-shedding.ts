@@ -98,9 +98,12 @@ export class LoadShedder {
     if (reason) this.verdicts.set(req, reason);
   }
 
-  /** The verdict for a request (taken on arrival), or now for calls that came another way (WebSocket). */
+  /**
+   * The verdict for an HTTP request (taken on arrival), or now for a call over a WebSocket: its
+   * request is the connection's upgrade, which may have arrived long before.
+   */
   verdict(req: IncomingMessage | undefined): SaturationReason | null {
-    return req ? (this.verdicts.get(req) ?? null) : this.saturation();
+    return req && req.headers.upgrade === undefined ? (this.verdicts.get(req) ?? null) : this.saturation();
   }
 
   saturation(): SaturationReason | null {

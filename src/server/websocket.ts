@@ -518,7 +518,9 @@ function authorizationOf(params: Record<string, unknown> | undefined, req: Incom
 
 /**
  * The upgrade request as a Fetch Request carrying the connection's token, so Yoga's context
- * factory and plugins read a WebSocket operation exactly as they read an HTTP one.
+ * factory and plugins read a WebSocket operation exactly as they read an HTTP one. POST, as the
+ * operation came in a message body: Yoga refuses a mutation on a GET request, and graphql-ws
+ * clients may send mutations over the socket.
  */
 function requestOf(req: IncomingMessage, authorization: string | null): Request {
   const headers = new Headers();
@@ -527,7 +529,7 @@ function requestOf(req: IncomingMessage, authorization: string | null): Request 
     for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
   }
   if (authorization) headers.set('authorization', authorization);
-  return new Request(`http://${req.headers.host ?? 'localhost'}${req.url ?? '/graphql'}`, { headers });
+  return new Request(`http://${req.headers.host ?? 'localhost'}${req.url ?? '/graphql'}`, { method: 'POST', headers });
 }
 
 /** The token's exp in ms; read only after the token was verified, so its payload is trusted. */
