@@ -170,8 +170,9 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       // Stop accepting, let in-flight requests finish, then close the workers and connections.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
-      // Subscriptions never finish by themselves: sockets close with 1001 and SSE streams end, so only requests are awaited.
-      await websocket.close().catch((err) => log.warn({ err: String(err) }, 'closing WebSocket server failed'));
+      // Subscriptions never finish by themselves: once the WebSocket queries and mutations already
+      // running are answered, sockets close with 1001 and SSE streams end; then requests are awaited.
+      await websocket.close(config.SHUTDOWN_TIMEOUT_MS).catch((err) => log.warn({ err: String(err) }, 'closing WebSocket server failed'));
       await services.live.close();
       // Keep-alive connections go idle as their request (or SSE stream) finishes; close them then, not at the client's whim.
       const idleSweep = setInterval(() => server.closeIdleConnections(), 50);

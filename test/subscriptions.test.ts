@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSale } from './support/fixtures.js';
@@ -194,6 +195,47 @@ describe('SSE', () => {
 });
 
 describe('shutdown', () => {
+  it('answers a purchase sent over a WebSocket before the shutdown, refuses later ones, then closes with 1001', async () => {
+    const s = await startTestServer('subscriptions-drain', { RATE_LIMIT_ENABLED: 'false' });
+    const locker = new pg.Client({ connectionString: s.app.config.DATABASE_URL });
+    try {
+      const { itemIds: [itemId] } = await createSale(s, { stock: 3 });
+      const ws = wsClient(s.app.url, await s.token('drain'));
+      const buy = (key: string) => new Promise<{ data?: unknown; errors?: { extensions?: Record<string, unknown> }[] }>((resolve) => {
+        let result = {};
+        ws.subscribe({ query: PURCHASE, variables: { input: { saleItemId: itemId, quantity: 1, idempotencyKey: key } } }, {
+          next: (r) => (result = r),
+          error: (errors) => resolve({ errors: errors as { extensions?: Record<string, unknown> }[] }),
+          complete: () => resolve(result),
+        });
+      });
+      // Hold the order's INSERT behind a table lock: the purchase is past its reserve, mid-flight.
+      await locker.connect();
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE orders IN EXCLUSIVE MODE');
+      const inFlight = buy('drain-1');
+      await eventually(async () => {
+        const r = await locker.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+        return r.rows[0].n > 0;
+      }, 5000, 20);
+      const stopping = s.app.stop();
+      await new Promise((r) => setTimeout(r, 300));
+      // Still open while its purchase is running; a new one is refused without being run.
+      expect(ws.closes).toEqual([]);
+      const late = await buy('drain-2');
+      expect(late.errors?.[0]?.extensions).toMatchObject({ code: 'TEMPORARILY_UNAVAILABLE' });
+      await locker.query('COMMIT');
+      expect(await inFlight).toMatchObject({ data: { purchase: { __typename: 'PurchaseSuccess' } } });
+      await stopping;
+      await eventually(async () => ws.closes.length > 0, 2000);
+      expect(ws.closes[0]).toBe(1001);
+      await ws.dispose();
+    } finally {
+      await locker.end().catch(() => undefined);
+      await s.close();
+    }
+  });
+
   it('ends SSE streams and closes WebSocket subscriptions with 1001 at once, instead of waiting them out', async () => {
     const s = await startTestServer('subscriptions-stop', { RATE_LIMIT_ENABLED: 'false' });
     try {

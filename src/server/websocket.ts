@@ -1,6 +1,6 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { GraphQLError, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from 'graphql';
+import { getOperationAST, GraphQLError, type DocumentNode, type ExecutionArgs, type GraphQLSchema } from 'graphql';
 import {
   CloseCode,
   DEPRECATED_GRAPHQL_WS_PROTOCOL,
@@ -62,8 +62,11 @@ export interface WebSocketOptions {
 }
 
 export interface WebSocketEndpoint {
-  /** Closes every socket with 1001 "Going away" and stops accepting new ones. */
-  close(): Promise<void>;
+  /**
+   * Refuses new operations, waits up to `graceMs` for the queries and mutations already running to
+   * be answered (a purchase's answer must not be lost), then closes every socket with 1001 "Going away".
+   */
+  close(graceMs?: number): Promise<void>;
   readonly connections: number;
 }
 
@@ -94,6 +97,18 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
   /** One SharedOperation per document and variables, however many subscribe to it. */
   const operations = new Map<string, SharedOperation>();
   let nextId = 0;
+  /** Queries and mutations not answered yet, per connection (only those that have some). */
+  const answering = new Map<Connection, Set<string>>();
+  let draining = false;
+  let allAnswered: (() => void) | null = null;
+  const answered = (connection: Connection, id: string | null) => {
+    const ids = answering.get(connection);
+    if (!ids) return;
+    if (id !== null) ids.delete(id);
+    if (id === null || ids.size === 0) answering.delete(connection);
+    // After graphql-ws' own microtasks: its `complete` frame is queued by then.
+    if (answering.size === 0 && allAnswered) setImmediate(allAnswered);
+  };
 
   const server = makeServer<Record<string, unknown> | undefined, ConnectionExtra>({
     connectionInitWaitTimeout: 0,
@@ -117,8 +132,10 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
     onClose: (ctx) => {
       awaitingInit.delete(ctx.extra.socket);
       ctx.extra.connection.closed();
+      answered(ctx.extra.connection, null);
     },
-    onSubscribe: async (ctx, _id, payload: SubscribePayload) => {
+    onSubscribe: async (ctx, id, payload: SubscribePayload) => {
+      if (draining) return [new GraphQLError('The server is restarting; nothing was done. Please retry on a new connection.', { extensions: { code: 'TEMPORARILY_UNAVAILABLE', retryAfterSeconds: 1 } })];
       // The operation being subscribed is already counted in ctx.subscriptions.
       if (Object.keys(ctx.subscriptions).length + ctx.extra.connection.broadcastCount > o.maxSubscriptions) {
         return [new GraphQLError(`A connection may hold at most ${o.maxSubscriptions} subscriptions; complete one first.`, { extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' } })];
@@ -146,6 +163,10 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
         shareable.set(payload.query, { id: nextId++, query: payload.query, schema, document });
       }
       const roots: EnvelopedRoots = { execute, subscribe };
+      if (getOperationAST(document, payload.operationName)?.operation !== 'subscription') {
+        const ids = answering.get(ctx.extra.connection) ?? new Set<string>();
+        answering.set(ctx.extra.connection, ids.add(id));
+      }
       return {
         schema,
         document,
@@ -157,7 +178,10 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
     },
     execute: (args) => (args.rootValue as EnvelopedRoots).execute(args),
     subscribe: (args) => (args.rootValue as EnvelopedRoots).subscribe(args),
-    onError: (_ctx, _id, _payload, errors) => {
+    // Right after the last result was sent, before the `complete` (or `error`) frame goes out.
+    onComplete: (ctx, id) => answered(ctx.extra.connection, id),
+    onError: (ctx, id, _payload, errors) => {
+      answered(ctx.extra.connection, id);
       log.debug({ errors: errors.map((e) => e.message) }, 'subscription refused');
     },
   });
@@ -168,7 +192,7 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
    * answers as the protocol says.
    */
   const intercept = (connection: Connection, text: string): boolean => {
-    if (!text.includes('"subscribe"') && !text.includes('"complete"')) return false;
+    if (draining || (!text.includes('"subscribe"') && !text.includes('"complete"'))) return false;
     let message;
     try {
       message = parseMessage(text);
@@ -250,9 +274,20 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
   initSweep.unref();
 
   return {
-    close: async () => {
+    close: async (graceMs = 0) => {
+      draining = true;
       clearInterval(heartbeat);
       clearInterval(initSweep);
+      if (answering.size > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, graceMs);
+          allAnswered = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        await outbox.idle();
+      }
       for (const client of wss.clients) client.close(1001, 'Going away');
       wss.removeAllListeners();
       await new Promise<void>((resolve, reject) => wss.close((err) => (err ? reject(err) : resolve())));
@@ -459,6 +494,11 @@ class Outbox {
         setImmediate(() => this.flush());
       }
     });
+  }
+
+  /** Resolves once the frames queued so far are handed to their sockets (which send them before a close frame). */
+  idle(): Promise<void> {
+    return this.scheduled ? new Promise((resolve) => setImmediate(resolve)) : Promise.resolve();
   }
 
   private flush(): void {
