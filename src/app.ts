@@ -58,6 +58,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     jwksIssuer: config.JWT_JWKS_ISSUER, jwksAudience: config.JWT_JWKS_AUDIENCE, jwksAllowAdmin: config.JWT_JWKS_ALLOW_ADMIN, confirmWindowMs: config.CONFIRM_WINDOW_MS,
     registry, log, dataKeys: [config.DATA_KEY], admissionTokenSeconds: config.ADMISSION_TOKEN_SECONDS,
     createSubscriber: (name) => createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, name, redisError), liveStockIntervalMs: config.LIVE_STOCK_INTERVAL_MS,
+    saleRetireAfterMs: config.SALE_RETIRE_AFTER_MS,
   });
 
   const seedWanted = config.SEED_SAMPLE_SALE ?? (config.NODE_ENV === 'development');

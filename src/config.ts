@@ -77,6 +77,12 @@ const schema = z
     LOAD_SHED_RETRY_AFTER_SECONDS: z.coerce.number().int().min(1).max(60).default(1),
     /** How often each instance sweeps overdue holds; the contract promises units back within 2 s. */
     SWEEP_INTERVAL_MS: z.coerce.number().int().min(50).max(1000).default(250),
+    /**
+     * How long after its end a sale stays in the live set that sweepers, drainers and watchers visit
+     * (and recovery rebuilds); then, once idle, it is retired and costs nothing per tick. Keep it
+     * above an hour: `me.reservations` lists holds that ended within the last hour.
+     */
+    SALE_RETIRE_AFTER_MS: z.coerce.number().int().min(1000).max(30 * 86_400_000).default(2 * 3_600_000),
     /** How often each instance copies the Redis ledger outbox into PostgreSQL. */
     DRAIN_INTERVAL_MS: z.coerce.number().int().min(50).max(2000).default(200),
     /** Rate limits (fixed windows counted in Redis, shared by every instance); admins are never limited. */

@@ -6,7 +6,9 @@ import type { StockEngine } from './stock/engine.js';
 /**
  * Runs on every instance. Expires overdue holds of every live sale (the script is idempotent, so
  * several sweepers are harmless) and resolves CONFIRMING holds whose order commit outlived its
- * deadline: an order in PostgreSQL confirms the hold, no order releases it.
+ * deadline: an order in PostgreSQL confirms the hold, no order releases it. A sale that ended
+ * long enough ago and is idle is retired from the live set, so the work of every periodic task
+ * follows the sales that can still change, not every sale ever run.
  */
 export class HoldSweeper {
   constructor(
@@ -14,6 +16,8 @@ export class HoldSweeper {
     private readonly orders: OrderStore,
     private readonly events: SaleEvents,
     private readonly log: Logger,
+    /** How long after its end an idle sale leaves the live set (see StockEngine.retire). */
+    private readonly retireAfterMs: number,
   ) {}
 
   async sweepAll(): Promise<void> {
@@ -21,7 +25,11 @@ export class HoldSweeper {
   }
 
   async sweepSale(saleId: string): Promise<void> {
-    const { ended, overdueConfirming } = await this.engine.expire(saleId);
+    const { ended, overdueConfirming, retirable } = await this.engine.expire(saleId, 1000, 5000, this.retireAfterMs);
+    if (retirable && (await this.engine.retire(saleId, this.retireAfterMs))) {
+      this.log.info({ saleId }, 'ended sale retired from the live set');
+      return;
+    }
     if (ended.length > 0) {
       this.log.debug({ saleId, count: ended.length }, 'holds expired');
       await this.events.holdsEnded(saleId, ended);

@@ -44,6 +44,8 @@ export interface ServiceDeps {
   createSubscriber: (connectionName: string) => RedisClient;
   /** Minimum gap between two stock events of one sale per instance. */
   liveStockIntervalMs?: number;
+  /** How long after its end an idle sale stays in the live set (swept, drained, watched, recovered). */
+  saleRetireAfterMs?: number;
 }
 
 /** Wires the domain services; the only place that knows how they depend on each other. */
@@ -51,7 +53,8 @@ export function createServices(d: ServiceDeps) {
   const engine = new StockEngine(d.redis, d.prefix, d.confirmWindowMs);
   const events = new SaleEvents(d.publisher, d.prefix, d.log.child({ source: 'events' }));
   const catalog = new CatalogService(d.db);
-  const recovery = new StockRecovery(d.db, d.redis, engine, events, d.registry, d.log.child({ source: 'recovery' }));
+  const retireAfterMs = d.saleRetireAfterMs ?? 2 * 3_600_000;
+  const recovery = new StockRecovery(d.db, d.redis, engine, events, d.registry, d.log.child({ source: 'recovery' }), retireAfterMs);
   const sales = new SalesService(d.db, engine, events, recovery);
   const orders = new OrderStore(d.db);
   const reservations = new ReservationReader(d.db, engine);
@@ -80,7 +83,7 @@ export function createServices(d: ServiceDeps) {
     recovery,
     summary: new SummaryService(d.db, engine, waitlist),
     ledger: new LedgerDrainer(d.db, d.redis, engine, d.log.child({ source: 'ledger' })),
-    sweeper: new HoldSweeper(engine, orders, events, d.log.child({ source: 'sweeper' })),
+    sweeper: new HoldSweeper(engine, orders, events, d.log.child({ source: 'sweeper' }), retireAfterMs),
     live: new LiveService({
       engine, sales, reservations, orders, waitlist, waitingRoom, events, createSubscriber: d.createSubscriber, redis: d.redis, prefix: d.prefix,
       registry: d.registry, log: d.log.child({ source: 'live' }), stockIntervalMs: d.liveStockIntervalMs,

@@ -38,6 +38,8 @@ export class StockRecovery {
     private readonly events: SaleEvents,
     registry: Registry,
     private readonly log: Logger,
+    /** Sales that ended longer ago than this are retired (HoldSweeper), not brought back. */
+    private readonly retireAfterMs: number,
   ) {
     this.driftGauge = new Gauge({
       name: 'flashsale_stock_drift_units',
@@ -54,13 +56,13 @@ export class StockRecovery {
     return Math.max(1, Math.ceil((since + this.engine.confirmWindowMs + 500 - Date.now()) / 1000));
   }
 
-  /** Every sale that may still sell, made live again where Redis lost it. */
+  /** Every sale that may still sell or has not been retired yet, made live again where Redis lost it. */
   async checkAll(): Promise<void> {
     const sales = await this.db
       .selectFrom('sales')
       .selectAll()
       .where('state', '!=', 'CANCELLED')
-      .where('ends_at', '>', sql<Date>`now() - interval '1 hour'`)
+      .where('ends_at', '>', sql<Date>`now() - make_interval(secs => ${this.retireAfterMs / 1000})`)
       .execute();
     for (const sale of sales) await this.ensureLive(sale);
   }

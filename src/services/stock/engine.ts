@@ -253,19 +253,37 @@ export class StockEngine {
     return { ok: false as const, code: r[1] as string, ended: parseEnded(r[2]) };
   }
 
-  async expire(saleId: string, limit = 1000, graceMs = 5000): Promise<{ ended: EndedHold[]; overdueConfirming: string[] }> {
-    const r = await this.redis.fsExpire(this.keys.meta(saleId), limit, graceMs);
-    return { ended: parseEnded(r[0]), overdueConfirming: r[1] ?? [] };
+  /** `retireAfterMs`: also tell whether the sale ended that long ago and is idle (0: never). */
+  async expire(saleId: string, limit = 1000, graceMs = 5000, retireAfterMs = 0): Promise<{ ended: EndedHold[]; overdueConfirming: string[]; retirable: boolean }> {
+    const r = await this.redis.fsExpire(this.keys.meta(saleId), limit, graceMs, retireAfterMs);
+    return { ended: parseEnded(r[0]), overdueConfirming: r[1] ?? [], retirable: r[2] === 1 };
+  }
+
+  /**
+   * Takes an ended, idle sale (see `expire`) off the live-sales set, so sweepers, drainers and
+   * watchers stop visiting it; its keys stay, so it reads as before. The two scripts that can
+   * still change an ended sale (cancel-order, adjust) put it back after they ran; checking again
+   * after the removal catches one that ran in between, whatever the order the set and the sale's
+   * keys (in another cluster slot) see the commands in. True when it stays retired.
+   */
+  async retire(saleId: string, retireAfterMs: number): Promise<boolean> {
+    await this.redis.srem(this.keys.liveSales(), saleId);
+    if ((await this.expire(saleId, 1000, 5000, retireAfterMs)).retirable) return true;
+    await this.redis.sadd(this.keys.liveSales(), saleId);
+    return false;
   }
 
   async cancelOrder(saleId: string, reservationId: string, orderId: string) {
     const r = await this.redis.fsCancelOrder(this.keys.meta(saleId), reservationId, orderId);
+    // After the script (see `retire`): a retired sale is live again for the drainer of its stock event.
+    if (r[0] === 'OK') await this.redis.sadd(this.keys.liveSales(), saleId);
     if (r[0] === 'OK') return { ok: true as const, version: Number(r[1]), ended: parseEnded(r[2]) };
     return { ok: false as const, code: r[1] as string, ended: parseEnded(r[2]) };
   }
 
   async adjust(saleId: string, saleItemId: string, delta: number, reason: string, adminId: string) {
     const r = await this.redis.fsAdjust(this.keys.meta(saleId), saleItemId, delta, reason, adminId);
+    if (r[0] === 'OK') await this.redis.sadd(this.keys.liveSales(), saleId);
     if (r[0] === 'OK') return { ok: true as const, available: Number(r[1]), ended: parseEnded(r[2]) };
     return { ok: false as const, code: r[1] as string, available: Number(r[2]), ended: parseEnded(r[3]) };
   }
