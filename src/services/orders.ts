@@ -20,32 +20,161 @@ export interface NewOrderRow {
 
 export type InsertOutcome = { ok: true; order: OrderRow } | { ok: false; reason: 'DEADLINE_PASSED' } | { ok: false; reason: 'KEY_TAKEN'; existing: OrderRow };
 
+export interface GroupCommitOptions {
+  /** Rows per statement at most; more waiting rows go into further statements. */
+  maxBatch?: number;
+}
+
+/** Counters of the group commit, for tests and diagnostics. */
+export interface GroupCommitStats {
+  statements: number;
+  rows: number;
+  largestBatch: number;
+}
+
+interface PendingInsert {
+  row: NewOrderRow;
+  resolve: (outcome: InsertOutcome) => void;
+  reject: (err: unknown) => void;
+}
+
+/** What the batch statement answers per input row, in input order: `in_time` and the inserted row, if any. */
+type BatchResultRow = OrderRow & { ord: number; in_time: boolean };
+
+/**
+ * One statement writes a whole batch: each row is inserted only if PostgreSQL's clock is before its
+ * own deadline (checked per row, `clock_timestamp()`), and a row whose (customer, key) is already
+ * taken — by an earlier row of the same batch too — is skipped, not an error. The statement is
+ * autocommitted, so a row it returns is committed when the answer arrives, and a failed statement
+ * wrote nothing. Rows go in by (customer, key), then arrival: two batches waiting on each other's
+ * uncommitted keys always wait in the same order (no deadlock), and within a batch the first
+ * arrival of a key wins, as separate statements in arrival order would.
+ */
+function batchInsert(rows: readonly NewOrderRow[]) {
+  const col = <T>(f: (r: NewOrderRow) => T) => rows.map(f);
+  return sql<BatchResultRow>`
+    with input as materialized (
+      select t.*, clock_timestamp() < t.deadline as in_time
+      from unnest(${col((r) => r.id)}::text[], ${col((r) => r.saleId)}::text[], ${col((r) => r.saleItemId)}::text[],
+        ${col((r) => r.reservationId)}::text[], ${col((r) => r.customerId)}::text[], ${col((r) => r.quantity)}::int4[],
+        ${col((r) => r.unitPriceCents)}::int4[], ${col((r) => r.idempotencyKey)}::text[], ${col((r) => r.deliveryEnc)}::text[],
+        ${col((r) => r.deadline.toISOString())}::timestamptz[])
+        with ordinality as t(id, sale_id, sale_item_id, reservation_id, customer_id, quantity, unit_price_cents, idempotency_key, delivery_enc, deadline, ord)
+    ), inserted as (
+      insert into orders (id, sale_id, sale_item_id, reservation_id, customer_id, quantity, unit_price_cents,
+        total_cents, status, payment_method, idempotency_key, delivery_enc)
+      select id, sale_id, sale_item_id, reservation_id, customer_id, quantity, unit_price_cents,
+        quantity::int8 * unit_price_cents, 'CONFIRMED', 'CASH_ON_DELIVERY', idempotency_key, delivery_enc
+      from input where in_time order by customer_id, idempotency_key, ord
+      on conflict (customer_id, idempotency_key) where idempotency_key is not null do nothing
+      returning *
+    )
+    select input.ord, input.in_time, inserted.* from input left join inserted on inserted.id = input.id order by input.ord`;
+}
+
+/** An error PostgreSQL raised for the data of some row (class 22 data exception, 23 integrity constraint). */
+function isRowDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code);
+}
+
+const DEFAULT_MAX_BATCH = 500;
+
 /** Orders in PostgreSQL: the durable truth of what was sold. */
 export class OrderStore {
-  constructor(private readonly db: Db) {}
+  readonly groupCommit: GroupCommitStats = { statements: 0, rows: 0, largestBatch: 0 };
+  private readonly maxBatch: number;
+  private queue: PendingInsert[] = [];
+  private flushScheduled = false;
+
+  constructor(private readonly db: Db, opts: GroupCommitOptions = {}) {
+    this.maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
+  }
 
   /**
    * Inserts an order unless its hold's confirmation deadline has passed. Past the deadline the
    * service may already have released the hold, so committing then could sell a unit twice.
+   *
+   * Orders arriving in the same event-loop turn are written by one statement (group commit). Each
+   * caller still gets its own outcome, and only once its row is committed. When the statement
+   * fails, every caller of the batch gets the error (nothing of the batch was written), except
+   * after an error caused by some row's data: then each row is written alone, so only that row's
+   * caller fails, as before group commit.
    */
-  async insert(o: NewOrderRow): Promise<InsertOutcome> {
+  insert(o: NewOrderRow): Promise<InsertOutcome> {
+    return new Promise<InsertOutcome>((resolve, reject) => {
+      this.queue.push({ row: o, resolve, reject });
+      if (this.flushScheduled) return;
+      this.flushScheduled = true;
+      // After this turn's I/O callbacks, so every purchase whose reserve answer arrived in the same
+      // turn joins. Batches are not held back while others are in flight: under load the turns
+      // grow and so do the batches, and a hung statement never blocks later orders.
+      setImmediate(this.flush);
+    });
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    const waiting = this.queue;
+    this.queue = [];
+    for (let i = 0; i < waiting.length; i += this.maxBatch) void this.write(waiting.slice(i, i + this.maxBatch));
+  };
+
+  /** Writes one batch and settles every caller of it; never rejects. */
+  private async write(batch: PendingInsert[]): Promise<void> {
+    this.groupCommit.statements++;
+    this.groupCommit.rows += batch.length;
+    if (batch.length > this.groupCommit.largestBatch) this.groupCommit.largestBatch = batch.length;
+    let result: BatchResultRow[];
     try {
-      const result = await sql<OrderRow>`
-        insert into orders (id, sale_id, sale_item_id, reservation_id, customer_id, quantity, unit_price_cents,
-          total_cents, status, payment_method, idempotency_key, delivery_enc)
-        select ${o.id}, ${o.saleId}, ${o.saleItemId}, ${o.reservationId}, ${o.customerId}, ${o.quantity},
-          ${o.unitPriceCents}, ${o.unitPriceCents * o.quantity}, 'CONFIRMED', 'CASH_ON_DELIVERY', ${o.idempotencyKey}, ${o.deliveryEnc}
-        where clock_timestamp() < ${o.deadline}
-        returning *`.execute(this.db);
-      const order = result.rows[0];
-      return order ? { ok: true, order } : { ok: false, reason: 'DEADLINE_PASSED' };
+      result = (await batchInsert(batch.map((p) => p.row)).execute(this.db)).rows;
     } catch (err) {
-      const e = err as { code?: string; constraint?: string };
-      if (e.code === '23505' && e.constraint === 'orders_customer_idempotency' && o.idempotencyKey) {
-        const existing = await this.byCustomerKey(o.customerId, o.idempotencyKey);
-        if (existing) return { ok: false, reason: 'KEY_TAKEN', existing };
+      if (batch.length > 1 && isRowDataError(err)) {
+        await Promise.all(batch.map((p) => this.write([p])));
+      } else {
+        for (const p of batch) p.reject(err);
       }
-      throw err;
+      return;
+    }
+    if (result.length !== batch.length) {
+      const err = new Error(`order batch of ${batch.length} rows answered ${result.length}`);
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    const conflicts: PendingInsert[] = [];
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i];
+      const { ord, in_time, ...order } = result[i];
+      if (ord !== i + 1) {
+        p.reject(new Error(`order batch answered row ${ord} in place ${i + 1}`));
+      } else if (!in_time) {
+        p.resolve({ ok: false, reason: 'DEADLINE_PASSED' });
+      } else if (order.id !== null) {
+        p.resolve({ ok: true, order: order as OrderRow });
+      } else {
+        conflicts.push(p);
+      }
+    }
+    if (conflicts.length > 0) await this.settleConflicts(conflicts);
+  }
+
+  /** Rows skipped for a taken (customer, key): answered with the order that holds the key. */
+  private async settleConflicts(conflicts: PendingInsert[]): Promise<void> {
+    let existing: OrderRow[];
+    try {
+      existing = await this.db.selectFrom('orders').selectAll()
+        .where(sql<boolean>`(customer_id, idempotency_key) in (select * from unnest(${conflicts.map((p) => p.row.customerId)}::text[], ${conflicts.map((p) => p.row.idempotencyKey)}::text[]))`)
+        .execute();
+    } catch (err) {
+      for (const p of conflicts) p.reject(err);
+      return;
+    }
+    const byKey = new Map(existing.map((o) => [`${o.customer_id}\u0000${o.idempotency_key}`, o]));
+    for (const p of conflicts) {
+      const found = p.row.idempotencyKey === null ? undefined : byKey.get(`${p.row.customerId}\u0000${p.row.idempotencyKey}`);
+      if (found) p.resolve({ ok: false, reason: 'KEY_TAKEN', existing: found });
+      // Not inserted and no order holds the key: cannot happen while orders are never deleted.
+      else p.reject(Object.assign(new Error('order skipped for a taken idempotency key, but no order holds it'), { code: '23505', constraint: 'orders_customer_idempotency' }));
     }
   }
 
