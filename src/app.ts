@@ -22,6 +22,8 @@ import { rateLimit, rateLimitsFromConfig } from './server/rate-limit.js';
 import { RateCounter } from './services/rate-counter.js';
 import { Repeater } from './server/repeater.js';
 import { requestLogging } from './server/request-logging.js';
+import { ResponseCache } from './server/response-cache.js';
+import { ResponseCacheInvalidation } from './server/response-cache-events.js';
 import { attachWebSocket } from './server/websocket.js';
 import { createServices, type Services } from './services/index.js';
 import { seedSampleSale } from './services/seed.js';
@@ -114,6 +116,14 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   };
 
   const fastLane = new FastLane(yoga as unknown as ConstructorParameters<typeof FastLane>[0], persisted, registry);
+  // Anonymous stock reads are answered ahead of the fast lane while their sale has not changed.
+  const responseCache = config.RESPONSE_CACHE_ENABLED
+    ? new ResponseCache({ schema, persisted, registry, maxAgeMs: config.RESPONSE_CACHE_MAX_AGE_MS, log: log.child({ source: 'response-cache' }) })
+    : null;
+  const cacheEvents = responseCache && new ResponseCacheInvalidation(
+    responseCache, (name) => createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, name, redisError), config.REDIS_PREFIX, log.child({ source: 'response-cache' }),
+  );
+  await cacheEvents?.start(publisher);
   const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
     hardening.applyHeaders(res);
     const path = req.url?.split('?')[0];
@@ -135,7 +145,8 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       return;
     }
     shedder.track(req, res);
-    fastLane.handle(req, res);
+    if (responseCache) responseCache.handle(req, res, () => fastLane.handle(req, res));
+    else fastLane.handle(req, res);
   });
   server.keepAliveTimeout = 65_000;
   hardening.configureServer(server);
@@ -175,6 +186,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       // running are answered, sockets close with 1001 and SSE streams end; then requests are awaited.
       await websocket.close(config.SHUTDOWN_TIMEOUT_MS).catch((err) => log.warn({ err: String(err) }, 'closing WebSocket server failed'));
       await services.live.close();
+      await cacheEvents?.close();
       // Keep-alive connections go idle as their request (or SSE stream) finishes; close them then, not at the client's whim.
       const idleSweep = setInterval(() => server.closeIdleConnections(), 50);
       await Promise.race([closed, new Promise((r) => setTimeout(r, config.SHUTDOWN_TIMEOUT_MS))]);

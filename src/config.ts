@@ -119,6 +119,13 @@ const schema = z
     ADMISSION_TOKEN_SECONDS: z.coerce.number().int().min(1).max(3600).default(300),
     /** How often each instance advances waiting-room admission; reads advance it too. */
     QUEUE_ADMIT_INTERVAL_MS: z.coerce.number().int().min(20).max(1000).default(200),
+    /**
+     * Anonymous stock reads (`sale(id)`, `saleItem(id)` of public fields) share one answer per
+     * instance until their sale changes (see src/server/response-cache.ts); false turns it off.
+     */
+    RESPONSE_CACHE_ENABLED: boolish.default(true),
+    /** The longest a shared answer is served even if no change was heard (a lost event, a late clock transition). */
+    RESPONSE_CACHE_MAX_AGE_MS: z.coerce.number().int().min(1).max(10_000).default(1000),
   })
   .superRefine((env, ctx) => {
     if (env.NODE_ENV !== 'production') return;
