@@ -13,7 +13,9 @@ import { scrape } from './support/prometheus-text.js';
 // services, so its own cache of sale rows. Background PostgreSQL readers are slowed down so that
 // query counts only move with the requests under test.
 const iso = isolation('salerowscache');
-const env = { RATE_LIMIT_ENABLED: 'false', RECOVERY_INTERVAL_MS: '60000', RECONCILE_INTERVAL_MS: '3600000' };
+// The response cache is off: these reads must reach the row cache beneath it, and a read on one
+// instance right after a change on the other would otherwise wait for the pub/sub invalidation.
+const env = { RATE_LIMIT_ENABLED: 'false', RECOVERY_INTERVAL_MS: '60000', RECONCILE_INTERVAL_MS: '3600000', RESPONSE_CACHE_ENABLED: 'false' };
 let a: App;
 let b: App;
 let t: TestServer; // instance A, for the fixtures
