@@ -11,6 +11,8 @@ const MAX_BODY_BYTES = 16 * 1024;
 const PARAM_KEYS = new Set(['query', 'variables', 'operationName', 'extensions', 'documentId']);
 /** Distinct documents remembered; clients send a handful, so a full map means someone is varying them. */
 const MAX_REMEMBERED_DOCUMENTS = 1_000;
+/** Distinct Accept values remembered; clients send a few, the same on every request. */
+const MAX_REMEMBERED_ACCEPTS = 64;
 
 type Params = { query?: string; variables?: Record<string, unknown> | null; operationName?: string | null; extensions?: Record<string, unknown> | null; documentId?: string };
 type Operation = { operationName: string; operationType: string };
@@ -30,7 +32,10 @@ type Operation = { operationName: string; operationType: string };
  * so its answers, errors included, are Yoga's.
  */
 export class FastLane {
-  private readonly operations = new Map<string, Operation | null>();
+  /** By document text, then operation name: no key is built per request (a persisted text is the same string every time). */
+  private readonly operations = new Map<string, Map<string, Operation | null>>();
+  /** `jsonMediaType` of each Accept value seen. */
+  private readonly mediaTypes = new Map<string | undefined, string | null>();
   private readonly httpDuration: Histogram | undefined;
   private readonly lanes: Counter<'lane'>;
 
@@ -92,7 +97,14 @@ export class FastLane {
     if (!type || !/^application\/json\s*(;\s*charset=utf-8\s*)?$/i.test(type)) return null;
     const length = Number(req.headers['content-length']);
     if (!(length > 0 && length <= MAX_BODY_BYTES) || req.headers['transfer-encoding'] !== undefined) return null;
-    return jsonMediaType(req.headers.accept);
+    const accept = req.headers.accept;
+    let mediaType = this.mediaTypes.get(accept);
+    if (mediaType === undefined) {
+      mediaType = jsonMediaType(accept);
+      if (this.mediaTypes.size >= MAX_REMEMBERED_ACCEPTS) this.mediaTypes.clear();
+      this.mediaTypes.set(accept, mediaType);
+    }
+    return mediaType;
   }
 
   /** The body's parameters when they are ones Yoga would accept as they are; else null. */
@@ -124,8 +136,9 @@ export class FastLane {
    */
   private operationOf(params: Params): Operation | null {
     const text = params.query ?? this.persisted.get(PersistedOperations.idOf(params) ?? '') ?? '';
-    const key = `${params.operationName ?? ''}\0${text}`;
-    let op = this.operations.get(key);
+    const name = params.operationName ?? '';
+    let byName = this.operations.get(text);
+    let op = byName?.get(name);
     if (op === undefined) {
       op = null;
       try {
@@ -134,8 +147,12 @@ export class FastLane {
       } catch {
         // Yoga answers the syntax error.
       }
-      if (this.operations.size >= MAX_REMEMBERED_DOCUMENTS) this.operations.clear();
-      this.operations.set(key, op);
+      if (!byName) {
+        if (this.operations.size >= MAX_REMEMBERED_DOCUMENTS) this.operations.clear();
+        this.operations.set(text, (byName = new Map()));
+      }
+      // A document names few operations; any name not among them is answered null and remembered too.
+      if (byName.size < 16) byName.set(name, op);
     }
     return op;
   }

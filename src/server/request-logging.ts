@@ -20,11 +20,15 @@ const SLOW_MS = 1000;
 /** Codes that mean something broke on our side rather than a business answer. */
 const FAILURE_CODES = new Set(['INTERNAL_SERVER_ERROR', 'TEMPORARILY_UNAVAILABLE']);
 
-const loggers = new WeakMap<object, () => Logger>();
+/**
+ * Where a context keeps its operation's logger: a property of the context itself, which dies with
+ * it, rather than an entry per request in a WeakMap that every garbage collection must sweep.
+ */
+const LOGGER = Symbol('requestLogger');
 
 /** The operation's child logger (requestId, operationName), for code that has the GraphQL context. */
 export function requestLogger(context: object): Logger | undefined {
-  return loggers.get(context)?.();
+  return (context as { [LOGGER]?: () => Logger })[LOGGER]?.();
 }
 
 interface LoggedContext {
@@ -62,7 +66,7 @@ export function requestLogging(log: Logger): Plugin {
           operationType: operation?.operation ?? 'unknown',
         });
       })());
-    loggers.set(context, childLog);
+    (context as { [LOGGER]?: () => Logger })[LOGGER] = childLog;
     return { childLog, startedAt: performance.now() };
   };
 
