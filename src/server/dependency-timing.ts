@@ -82,9 +82,13 @@ export class PostgresTiming implements KyselyPlugin {
 /** Raw SQL (`sql\`...\``) names its statement and table in its first words; enough to label it. */
 const RAW_STATEMENT = /^\s*(select\b[\s\S]*?\bfrom|insert\s+into|update|delete\s+from)\s+"?([a-z_][a-z0-9_]*)/i;
 
+/** The write inside a statement that starts with a CTE (`with … insert into orders …`), which names it. */
+const RAW_WRITE = /\b(insert\s+into|update|delete\s+from)\s+"?([a-z_][a-z0-9_]*)/i;
+
 function rawStatement(node: RootOperationNode): { operation: string; table: string } | null {
   if (node.kind !== 'RawNode') return null;
-  const m = RAW_STATEMENT.exec(node.sqlFragments[0] ?? '');
+  const head = node.sqlFragments[0] ?? '';
+  const m = /^\s*with\b/i.test(head) ? RAW_WRITE.exec(node.sqlFragments.join(' ')) : RAW_STATEMENT.exec(head);
   if (!m) return null;
   return { operation: m[1].split(/\s/)[0].toLowerCase(), table: m[2].toLowerCase() };
 }
