@@ -14,6 +14,8 @@ const script = (name: string) =>
 
 const SCRIPTS = {
   fsReserve: 'reserve',
+  // The same script with rate counters as KEYS[2..]; standalone Redis only (see `reserve`).
+  fsReserveLimited: 'reserve',
   fsBeginConfirm: 'begin-confirm',
   fsConfirm: 'confirm',
   fsRelease: 'release',
@@ -39,8 +41,9 @@ type Raw = any;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    /** The only script with a variable key count: KEYS[2..] are rate counters it hits first. */
-    fsReserve(numKeys: number, meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsReserve(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    /** The only script call with a variable key count: KEYS[2..] are rate counters it hits first. */
+    fsReserveLimited(numKeys: number, meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsBeginConfirm(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsConfirm(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsRelease(meta: string, ...args: (string | number)[]): Promise<Raw>;
@@ -199,7 +202,7 @@ export class StockEngine {
   ) {
     this.keys = new SaleKeys(prefix);
     for (const [command, file] of Object.entries(SCRIPTS)) {
-      if (!(command in redis)) redis.defineCommand(command, { numberOfKeys: command === 'fsReserve' ? undefined : 1, lua: script(file) });
+      if (!(command in redis)) redis.defineCommand(command, { numberOfKeys: command === 'fsReserveLimited' ? undefined : 1, lua: script(file) });
     }
   }
 
@@ -218,11 +221,13 @@ export class StockEngine {
    */
   async reserve(saleId: string, input: { saleItemId: string; customerId: string; quantity: number; idempotencyKey: string; mutation: 'reserve' | 'purchase'; admitted?: boolean; rateChecks?: readonly RateCheck[] }): Promise<ReserveOutcome> {
     const checks = input.rateChecks ?? [];
-    const args: (string | number)[] = [this.keys.meta(saleId)];
-    for (const c of checks) args.push(c.key);
-    args.push(input.saleItemId, input.customerId, input.quantity, input.idempotencyKey, input.mutation, newChildId(saleId), this.confirmWindowMs, input.admitted ? '1' : '0');
-    for (const c of checks) args.push(c.max, c.windowMs);
-    const r = await this.redis.fsReserve(1 + checks.length, ...(args as [string, ...(string | number)[]]));
+    const meta = this.keys.meta(saleId);
+    const args: (string | number)[] = [input.saleItemId, input.customerId, input.quantity, input.idempotencyKey, input.mutation, newChildId(saleId), this.confirmWindowMs, input.admitted ? '1' : '0'];
+    // Separate commands because ioredis' cluster auto-pipelining routes a call by its first
+    // argument: the sale's meta key for fsReserve, a key count for the other (off-cluster only).
+    const r = checks.length === 0
+      ? await this.redis.fsReserve(meta, ...args)
+      : await this.redis.fsReserveLimited(1 + checks.length, meta, ...checks.map((c) => c.key), ...args, ...checks.flatMap((c) => [c.max, c.windowMs]));
     if (r[0] === 'RATE') return { ok: false, code: 'RATE_LIMITED', available: null, retryAfterMs: Number(r[1]), ended: [] };
     if (r[0] === 'OK') {
       return { ok: true, reservationId: r[1], createdAt: Number(r[2]), expiresAt: Number(r[3]), available: Number(r[4]), saleAvailable: Number(r[5]), version: Number(r[6]), ended: parseEnded(r[7]) };
