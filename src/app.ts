@@ -123,7 +123,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   const cacheEvents = responseCache && new ResponseCacheInvalidation(
     responseCache, (name) => createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, name, redisError), config.REDIS_PREFIX, log.child({ source: 'response-cache' }),
   );
-  await cacheEvents?.start(publisher);
+  await cacheEvents?.start(services.events);
   const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
     hardening.applyHeaders(res);
     const path = req.url?.split('?')[0];

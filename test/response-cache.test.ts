@@ -10,6 +10,7 @@ import { schema } from '../src/schema/index.js';
 import { TokenService } from '../src/services/auth.js';
 import { PersistedOperations } from '../src/server/persisted-operations.js';
 import { ResponseCache } from '../src/server/response-cache.js';
+import { SaleEvents } from '../src/services/sale-events.js';
 import { ResponseCacheInvalidation } from '../src/server/response-cache-events.js';
 import { createSale } from './support/fixtures.js';
 import { deleteRedisPrefix, dropDatabase, eventually, GqlClient, isolation, REDIS_URL, testConfig, type TestServer } from './support/harness.js';
@@ -213,6 +214,7 @@ describe('response cache and its event subscription', () => {
   let cache: ResponseCache;
   let events: ResponseCacheInvalidation;
   let publisher: Redis;
+  let saleEvents: SaleEvents;
   let redis: Redis;
   let answered = 0;
   let hold: Promise<void> | null = null;
@@ -229,8 +231,9 @@ describe('response cache and its event subscription', () => {
     // A dropped connection comes back after 300 ms, so the test can look at the cache meanwhile.
     events = new ResponseCacheInvalidation(cache, (name) => delayedEvents(new Redis(REDIS_URL, { connectionName: name, retryStrategy: () => 300 })), prefix, createLogger('silent'));
     publisher = new Redis(REDIS_URL);
+    saleEvents = new SaleEvents(publisher, prefix, createLogger('silent'));
     redis = new Redis(REDIS_URL);
-    await events.start(publisher);
+    await events.start(saleEvents);
     server = createServer((req: IncomingMessage, res: ServerResponse) => cache.handle(req, res, () => lane(req, res)));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -277,7 +280,7 @@ describe('response cache and its event subscription', () => {
     const n = await ask('s1');
     expect(await ask('s1')).toBe(n);
     const other = await ask('s2');
-    void publisher.publish(channel('s1'), '{"type":"stock","saleId":"s1"}');
+    void saleEvents.stockChanged('s1');
     expect(await ask('s1')).toBeGreaterThan(n);
     expect(await ask('s2')).toBe(other);
   });
@@ -295,7 +298,7 @@ describe('response cache and its event subscription', () => {
     const before = answered;
     const inFlight = ask('s4');
     await eventually(async () => answered > before, 1000, 5);
-    void publisher.publish(channel('s4'), '{"type":"stock","saleId":"s4"}');
+    void saleEvents.stockChanged('s4');
     release();
     const stale = await inFlight;
     hold = null;

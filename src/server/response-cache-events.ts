@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { RedisClient } from '../redis.js';
+import type { SaleEvents } from '../services/sale-events.js';
 import type { ResponseCache } from './response-cache.js';
 
 /** Redis glob characters in the prefix must match literally. */
@@ -13,10 +14,9 @@ function globEscape(s: string): string {
  * is published on the sale's channel (`SaleEvents`: stock scripts' callers, admin changes, hold
  * expiry and releases, the status watch's clock transitions, rebuilds), so:
  *
- * - **this instance's changes** are seen as they are published: `SaleEvents` publishes through
- *   the `publisher` connection, whose `publish` drops the sale's answers first, synchronously,
- *   before the command is sent. Services publish before they return, so a mutation's answer is
- *   never followed by a stale cached read on the same instance;
+ * - **this instance's changes** are seen as they are published: `SaleEvents.onPublish` drops the
+ *   sale's answers first, synchronously, before the command is sent. Services publish before they
+ *   return, so a mutation's answer is never followed by a stale cached read on the same instance;
  * - **every instance's changes** (its own included) arrive on a pattern subscription of its own
  *   connection (`<prefix>events:*`): other instances' answers go within the pub/sub delay.
  *
@@ -46,11 +46,11 @@ export class ResponseCacheInvalidation {
   }
 
   /** Opens the subscription; resolves once Redis confirmed it (or gave up for now: it retries on reconnect). */
-  async start(publisher: RedisClient): Promise<void> {
-    this.watchPublishes(publisher);
+  async start(events: SaleEvents): Promise<void> {
+    events.onPublish((saleId) => this.cache.invalidateSale(saleId, 'local'));
     const client = this.connect(this.connectionName);
     this.client = client;
-    client.on('pmessage', (_pattern: string, channel: string) => this.changed(channel, 'pubsub'));
+    client.on('pmessage', (_pattern: string, channel: string) => this.changed(channel));
     client.on('close', () => {
       if (this.closed) return;
       if (this.cache.live) this.log.warn('event subscription lost: response cache off until it is back');
@@ -88,18 +88,9 @@ export class ResponseCacheInvalidation {
     return this.subscribing;
   }
 
-  /** Drops the sale's answers before each publish of this instance leaves for Redis. */
-  private watchPublishes(publisher: RedisClient): void {
-    const publish = publisher.publish.bind(publisher) as (...args: unknown[]) => unknown;
-    (publisher as unknown as { publish: (...args: unknown[]) => unknown }).publish = (channel: unknown, ...rest: unknown[]) => {
-      this.changed(String(channel), 'local');
-      return publish(channel, ...rest);
-    };
-  }
-
-  private changed(channel: string, source: 'local' | 'pubsub'): void {
+  private changed(channel: string): void {
     if (channel.startsWith(this.channelStart) && channel.endsWith('}')) {
-      this.cache.invalidateSale(channel.slice(this.channelStart.length, -1), source);
+      this.cache.invalidateSale(channel.slice(this.channelStart.length, -1), 'pubsub');
     } else if (channel.startsWith(`${this.prefix}events:`)) {
       // A channel of ours this code does not know: whatever it says, nothing may stay stale.
       this.cache.flush();

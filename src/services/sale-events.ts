@@ -16,17 +16,29 @@ export type SaleEvent =
  * shows a wrong state, and bursts coalesce.
  */
 export class SaleEvents {
+  private readonly publishing: ((saleId: string) => void)[] = [];
+
   constructor(
     private readonly publisher: RedisClient,
     private readonly prefix: string,
     private readonly log: Logger,
   ) {}
 
+  /**
+   * Calls `listener` with the sale of each event this instance publishes, synchronously, before
+   * the event leaves for Redis: the response cache drops the sale's answers then, so the caller's
+   * own next read never meets an answer from before its change.
+   */
+  onPublish(listener: (saleId: string) => void): void {
+    this.publishing.push(listener);
+  }
+
   channel(saleId: string): string {
     return `${this.prefix}events:{sale:${saleId}}`;
   }
 
   private async publish(event: SaleEvent): Promise<void> {
+    for (const listener of this.publishing) listener(event.saleId);
     try {
       await this.publisher.publish(this.channel(event.saleId), JSON.stringify(event));
     } catch (err) {
