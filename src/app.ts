@@ -115,8 +115,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     return null;
   };
 
-  const fastLane = new FastLane(yoga as unknown as ConstructorParameters<typeof FastLane>[0], persisted, registry);
-  // Anonymous stock reads are answered ahead of the fast lane while their sale has not changed.
+  // Anonymous stock reads are answered by the fast lane from here while their sale has not changed.
   const responseCache = config.RESPONSE_CACHE_ENABLED
     ? new ResponseCache({ schema, persisted, registry, maxAgeMs: config.RESPONSE_CACHE_MAX_AGE_MS, log: log.child({ source: 'response-cache' }) })
     : null;
@@ -124,6 +123,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     responseCache, (name) => createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, name, redisError), config.REDIS_PREFIX, log.child({ source: 'response-cache' }),
   );
   await cacheEvents?.start(services.events);
+  const fastLane = new FastLane(yoga as unknown as ConstructorParameters<typeof FastLane>[0], persisted, registry, responseCache);
   const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
     hardening.applyHeaders(res);
     const path = req.url?.split('?')[0];
@@ -145,8 +145,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       return;
     }
     shedder.track(req, res);
-    if (responseCache) responseCache.handle(req, res, () => fastLane.handle(req, res));
-    else fastLane.handle(req, res);
+    fastLane.handle(req, res);
   });
   server.keepAliveTimeout = 65_000;
   hardening.configureServer(server);

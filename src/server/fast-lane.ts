@@ -4,6 +4,7 @@ import { getOperationAST, parse, type ExecutionResult } from 'graphql';
 import { processRegularResult, type YogaServerInstance } from 'graphql-yoga';
 import { Counter, type Histogram, type Registry } from 'prom-client';
 import { PersistedOperations } from './persisted-operations.js';
+import type { CacheTicket, ResponseCache } from './response-cache.js';
 import { acceptedRequestId, REQUEST_ID_HEADER } from './request-logging.js';
 
 /** Bodies this small are read whole before deciding; larger ones go to Yoga untouched. */
@@ -43,11 +44,13 @@ export class FastLane {
     private readonly yoga: YogaServerInstance<Record<string, unknown>, Record<string, unknown>>,
     private readonly persisted: PersistedOperations,
     registry: Registry,
+    /** Anonymous stock reads answered from here while their sale is unchanged; null: off. */
+    private readonly cache: ResponseCache | null = null,
   ) {
     this.httpDuration = registry.getSingleMetric('graphql_yoga_http_duration') as Histogram | undefined;
     this.lanes = new Counter({
       name: 'flashsale_graphql_http_requests_total',
-      help: 'GraphQL HTTP requests by the way they were handled: fast (the fast lane) or yoga (the full adapter)',
+      help: 'GraphQL HTTP requests by the way they were handled: cache (the response cache), fast (the fast lane) or yoga (the full adapter)',
       labelNames: ['lane'],
       registers: [registry],
     });
@@ -63,6 +66,12 @@ export class FastLane {
     const started = performance.now();
     readBody(req, Number(req.headers['content-length'])).then(
       (body) => {
+        const key = this.cache?.keyOf(req, body) ?? null;
+        const cached = key === null ? undefined : this.cache!.cached(key);
+        if (cached) {
+          this.lanes.inc({ lane: 'cache' });
+          return this.cache!.serve(req, res, cached, started);
+        }
         const params = this.paramsOf(body);
         const operation = params && this.operationOf(params);
         if (!params || !operation) {
@@ -71,7 +80,7 @@ export class FastLane {
           return this.toYoga(req, res);
         }
         this.lanes.inc({ lane: 'fast' });
-        return this.answer(req, res, params, operation, mediaType, started);
+        return this.answer(req, res, params, operation, mediaType, started, key === null ? null : this.cache!.begin(key, params));
       },
       () => {
         if (!res.headersSent) res.writeHead(400, { connection: 'close' });
@@ -157,7 +166,7 @@ export class FastLane {
     return op;
   }
 
-  private async answer(req: IncomingMessage, res: ServerResponse, params: Params, operation: Operation, mediaType: string, started: number): Promise<void> {
+  private async answer(req: IncomingMessage, res: ServerResponse, params: Params, operation: Operation, mediaType: string, started: number, ticket: CacheTicket | null): Promise<void> {
     const requestId = acceptedRequestId(req.headers[REQUEST_ID_HEADER]) ?? randomUUID();
     // The request id plugin and the logs read it from the request, as they do on Yoga's path.
     req.headers[REQUEST_ID_HEADER] = requestId;
@@ -174,6 +183,7 @@ export class FastLane {
     });
     headers['content-length'] = String(Buffer.byteLength(text));
     res.writeHead(response.status, headers).end(text);
+    if (ticket) this.cache!.keep(ticket, response.status, headers, text);
     this.httpDuration?.observe({ ...operation, method: 'POST', statusCode: response.status }, (performance.now() - started) / 1000);
   }
 }

@@ -7,19 +7,14 @@ import { PersistedOperations } from './persisted-operations.js';
 import { acceptedRequestId, REQUEST_ID_HEADER } from './request-logging.js';
 import { cachePlanOf, salesOfPlan, type CachePlan } from './response-cache-rules.js';
 
-/** The fast lane's limit: only bodies it would read whole are looked up. */
-const MAX_BODY_BYTES = 16 * 1024;
 const MAX_ENTRIES = 1_000;
 /** Answers larger than this are not kept (a sale has at most 100 items; its full answer is far below). */
 const MAX_ANSWER_CHARS = 64 * 1024;
 const MAX_REMEMBERED_DOCUMENTS = 1_000;
 /** Sales whose last change is remembered; past this the whole cache is dropped instead. */
 const MAX_TRACKED_SALES = 10_000;
-const JSON_CONTENT_TYPE = /^application\/json\s*(;\s*charset=utf-8\s*)?$/i;
-/** First Accept entries for which the fast lane answers JSON itself (see its `jsonMediaType`). */
-const JSON_ACCEPTS = new Set(['*/*', 'application/*', 'application/json', 'application/graphql-response+json']);
 
-interface Entry {
+export interface CachedAnswer {
   text: string;
   headers: OutgoingHttpHeaders;
   saleIds: string[];
@@ -28,14 +23,17 @@ interface Entry {
 }
 
 /** What a miss saw when it started; its answer is kept only if none of it moved meanwhile. */
-interface Ticket {
+export interface CacheTicket {
+  key: string;
+  plan: CachePlan;
   epoch: number;
   clock: number;
   saleIds: string[];
   startedAt: number;
 }
 
-type Params = { query?: unknown; variables?: unknown; operationName?: unknown; extensions?: unknown; documentId?: unknown };
+/** A request's GraphQL parameters, as the fast lane read and checked them. */
+type Params = { query?: string; variables?: Record<string, unknown> | null; operationName?: string | null; documentId?: string };
 
 export interface ResponseCacheOptions {
   schema: GraphQLSchema;
@@ -60,16 +58,16 @@ export interface ResponseCacheOptions {
  * (11,850-16,180/s). Only the last reaches the 10,000/s of issue #6.
  * The plugin also keeps an answer whose read started before an invalidation and finished after
  * it (until its TTL); here a miss stores its answer only if nothing it depends on changed since
- * the miss began (`Ticket`).
+ * the miss began (`CacheTicket`).
  *
- * A request is looked up by its exact bytes and Accept header: a POST to /graphql of JSON, no
- * Authorization, no Origin (CORS answers stay Yoga's), a body the fast lane would read whole. An
- * answer is kept only when it is 200 without `errors`. Hits are answered here with the stored
- * status, headers and body (and the caller's or a new request id); misses are handed on (`next`)
- * with their body put back in the request, so the fast lane, or Yoga, answers them as before.
+ * The fast lane consults it (`keyOf`, `cached`, `serve`; on a miss `begin`, then `keep` with the
+ * answer it wrote), so only requests it takes are looked up: a JSON POST to /graphql without
+ * Origin, here also without Authorization, keyed by the exact body and Accept header. An answer is
+ * kept only when it is 200 without `errors`; a hit is written with the stored status, headers and
+ * body and the caller's (or a new) request id.
  */
 export class ResponseCache {
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries = new Map<string, CachedAnswer>();
   private readonly keysBySale = new Map<string, Set<string>>();
   /** The clock value of each sale's last invalidation. */
   private readonly lastChange = new Map<string, number>();
@@ -145,69 +143,33 @@ export class ResponseCache {
     this.lastChange.clear();
   }
 
-  /**
-   * Answers the request from the cache, or hands it to `next` with its body put back unread, so
-   * the fast lane (or Yoga, or the load shedder) sees the very request that arrived.
-   */
-  handle(req: IncomingMessage, res: ServerResponse, next: () => void): void {
-    if (!this.serving || !eligible(req)) {
-      next();
-      return;
-    }
-    const started = performance.now();
-    // Everything from the last chunk read to `next` runs in one go: the body must be back in the
-    // stream before Node would end it.
-    peekBody(req, Number(req.headers['content-length']), (body) => {
-      if (body === null) {
-        if (!res.headersSent) res.writeHead(400, { connection: 'close' });
-        res.end();
-        return;
-      }
-      try {
-        const key = `${req.headers.accept ?? ''}\n${body.toString('latin1')}`;
-        const entry = this.entries.get(key);
-        if (entry !== undefined) {
-          if (entry.expiresAt > Date.now()) return this.serve(req, res, entry, started);
-          this.drop(key);
-        }
-        req.unshift(body);
-        const read = this.cacheableRead(body);
-        if (read) {
-          this.requests.inc({ result: 'miss' });
-          const ticket: Ticket = { epoch: this.epoch, clock: this.clock, saleIds: read.saleIds, startedAt: Date.now() };
-          captureAnswer(res, (status, headers, text) => this.store(key, ticket, read.plan, status, headers, text));
-        }
-      } catch (err) {
-        // A bug of ours must cost one answer, never the process.
-        this.o.log.error({ err }, 'response cache failed a request');
-        if (res.headersSent) res.destroy();
-        else res.writeHead(500, { 'content-type': 'application/json; charset=utf-8' }).end('{"errors":[{"message":"Unexpected error.","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}');
-        return;
-      }
-      next();
-    });
+  /** The key of an anonymous request's body, while the cache serves; null when it may not be shared. */
+  keyOf(req: IncomingMessage, body: Buffer): string | null {
+    if (!this.serving || req.headers.authorization !== undefined) return null;
+    return `${req.headers.accept ?? ''}\n${body.toString('latin1')}`;
   }
 
-  private serve(req: IncomingMessage, res: ServerResponse, entry: Entry, started: number): void {
+  /** The fresh answer kept under `key`, if any. */
+  cached(key: string): CachedAnswer | undefined {
+    const entry = this.entries.get(key);
+    if (entry === undefined || entry.expiresAt > Date.now()) return entry;
+    this.drop(key);
+    return undefined;
+  }
+
+  serve(req: IncomingMessage, res: ServerResponse, entry: CachedAnswer, started: number): void {
     this.requests.inc({ result: 'hit' });
     res.setHeader(REQUEST_ID_HEADER, acceptedRequestId(req.headers[REQUEST_ID_HEADER]) ?? randomUUID());
     res.writeHead(200, entry.headers).end(entry.text);
     this.httpDuration?.observe({ operationName: entry.operationName, operationType: 'query', method: 'POST', statusCode: 200 }, (performance.now() - started) / 1000);
   }
 
-  /** The plan and sales of a body whose answer may be shared; null for anything else. */
-  private cacheableRead(body: Buffer): { plan: CachePlan; saleIds: string[] } | null {
-    let params: Params;
-    try {
-      params = JSON.parse(body.toString('utf8')) as Params;
-    } catch {
-      return null;
-    }
-    if (typeof params !== 'object' || params === null || Array.isArray(params)) return null;
+  /** A miss about to be executed: a ticket to `keep` its answer with, or null when it may not be shared. */
+  begin(key: string, params: Params): CacheTicket | null {
     const id = params.query === undefined ? PersistedOperations.idOf(params) : null;
-    const text = typeof params.query === 'string' ? params.query : id !== null ? this.o.persisted.get(id) : undefined;
+    const text = params.query ?? (id !== null ? this.o.persisted.get(id) : undefined);
     if (text === undefined) return null;
-    const operationName = typeof params.operationName === 'string' ? params.operationName : null;
+    const operationName = params.operationName ?? null;
     const planKey = `${operationName ?? ''}\0${text}`;
     let plan = this.plans.get(planKey);
     if (plan === undefined) {
@@ -216,13 +178,15 @@ export class ResponseCache {
       this.plans.set(planKey, plan);
     }
     if (!plan) return null;
-    const variables = params.variables;
-    if (variables != null && (typeof variables !== 'object' || Array.isArray(variables))) return null;
-    const saleIds = salesOfPlan(plan, variables as Record<string, unknown> | null | undefined);
-    return saleIds ? { plan, saleIds } : null;
+    const saleIds = salesOfPlan(plan, params.variables);
+    if (!saleIds) return null;
+    this.requests.inc({ result: 'miss' });
+    return { key, plan, epoch: this.epoch, clock: this.clock, saleIds, startedAt: Date.now() };
   }
 
-  private store(key: string, ticket: Ticket, plan: CachePlan, status: number, headers: OutgoingHttpHeaders, text: string): void {
+  /** Keeps the answer written for a miss, unless something it depends on changed since `begin`. */
+  keep(ticket: CacheTicket, status: number, headers: OutgoingHttpHeaders, text: string): void {
+    const { key, plan } = ticket;
     if (status !== 200 || text.length > MAX_ANSWER_CHARS || !this.unchangedSince(ticket)) return;
     try {
       const answer = JSON.parse(text) as { data?: unknown; errors?: unknown };
@@ -242,7 +206,7 @@ export class ResponseCache {
     }
   }
 
-  private unchangedSince(ticket: Ticket): boolean {
+  private unchangedSince(ticket: CacheTicket): boolean {
     if (!this.serving || ticket.epoch !== this.epoch) return false;
     return ticket.saleIds.every((id) => (this.lastChange.get(id) ?? 0) <= ticket.clock);
   }
@@ -258,78 +222,4 @@ export class ResponseCache {
       if (keys.size === 0) this.keysBySale.delete(saleId);
     }
   }
-}
-
-/** A subset of what the fast lane takes, so a miss gets the fast lane's answer, which can be kept. */
-function eligible(req: IncomingMessage): boolean {
-  if (req.method !== 'POST' || req.url !== '/graphql') return false;
-  const h = req.headers;
-  if (h.authorization !== undefined || h.origin !== undefined || h['transfer-encoding'] !== undefined) return false;
-  const type = h['content-type'];
-  if (!type || !JSON_CONTENT_TYPE.test(type)) return false;
-  const length = Number(h['content-length']);
-  if (!(length > 0 && length <= MAX_BODY_BYTES)) return false;
-  return h.accept === undefined || JSON_ACCEPTS.has(h.accept.split(',', 1)[0].trim().toLowerCase());
-}
-
-/**
- * Reads the whole body (`length` bytes) in paused mode, stopping at its last byte so the stream
- * has not ended yet: the caller may `unshift` it back, in the same turn, for the next reader.
- * `done(null)` when the client went away or sent more than it announced.
- */
-function peekBody(req: IncomingMessage, length: number, done: (body: Buffer | null) => void): void {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let finished = false;
-  const finish = (body: Buffer | null) => {
-    if (finished) return;
-    finished = true;
-    req.removeListener('readable', onReadable);
-    req.removeListener('error', onFailure);
-    req.removeListener('aborted', onFailure);
-    req.removeListener('end', onFailure);
-    done(body);
-  };
-  const onFailure = () => finish(null);
-  const onReadable = () => {
-    let chunk: Buffer | null;
-    while (size < length && (chunk = req.read() as Buffer | null) !== null) {
-      size += chunk.length;
-      chunks.push(chunk);
-    }
-    if (size > length) {
-      req.destroy();
-      finish(null);
-    } else if (size === length) {
-      finish(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
-    }
-  };
-  req.on('readable', onReadable);
-  req.on('error', onFailure);
-  req.on('aborted', onFailure);
-  req.on('end', onFailure);
-}
-
-/**
- * Calls `onAnswer` with what is written as one `writeHead(status, headers)` and `end(text)` (the
- * fast lane's way); an answer written any other way (streamed, headers set one by one) is not seen.
- */
-function captureAnswer(res: ServerResponse, onAnswer: (status: number, headers: OutgoingHttpHeaders, text: string) => void): void {
-  const own = res as unknown as Record<string, unknown>;
-  const writeHead = res.writeHead;
-  const end = res.end;
-  let status = 0;
-  let headers: OutgoingHttpHeaders | null = null;
-  own.writeHead = function (this: ServerResponse, code: number, ...rest: unknown[]) {
-    status = code;
-    const given = rest.find((r) => typeof r === 'object' && r !== null && !Array.isArray(r));
-    headers = given ? (given as OutgoingHttpHeaders) : null;
-    return (writeHead as (...a: unknown[]) => ServerResponse).call(this, code, ...rest);
-  };
-  own.end = function (this: ServerResponse, ...args: unknown[]) {
-    own.writeHead = writeHead;
-    own.end = end;
-    if (typeof args[0] === 'string' && headers) onAnswer(status, headers, args[0]);
-    return (end as (...a: unknown[]) => ServerResponse).apply(this, args);
-  };
 }
