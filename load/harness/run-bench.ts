@@ -37,7 +37,7 @@ export async function runBench(opts: BenchOptions, progress: Progress = createPr
   try {
     if (apiScenarios.length) {
       // The same V8 flags as `npm start` and the Dockerfile.
-      const nodeArgs: string[] = ['--max-semi-space-size=32'];
+      const nodeArgs: string[] = ['--max-semi-space-size=32', '--heap-growing-percent=100'];
       if (opts.cpuProfDir) {
         const dir = resolve(REPO_ROOT, opts.cpuProfDir);
         mkdirSync(dir, { recursive: true });
