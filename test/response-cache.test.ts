@@ -6,13 +6,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type App } from '../src/app.js';
 import { createLogger } from '../src/logger.js';
 import { schema } from '../src/schema/index.js';
-import { TokenService } from '../src/services/auth.js';
 import { PersistedOperations } from '../src/server/persisted-operations.js';
 import { ResponseCache } from '../src/server/response-cache.js';
 import { SaleEvents } from '../src/services/sale-events.js';
 import { ResponseCacheInvalidation } from '../src/server/response-cache-events.js';
 import { createSale } from './support/fixtures.js';
-import { deleteRedisPrefix, dropDatabase, eventually, GqlClient, isolation, REDIS_URL, testConfig, type TestServer } from './support/harness.js';
+import { eventually, GqlClient, isolation, REDIS_URL, startInstancePair, testConfig, type InstancePair, type TestServer } from './support/harness.js';
 import { PURCHASE, SALE } from './support/operations.js';
 import { scrape } from './support/prometheus-text.js';
 import persistedDocuments from '../src/generated/graphql/persisted-documents.json' with { type: 'json' };
@@ -28,30 +27,14 @@ let b: App;
 let t: TestServer; // instance A, for the fixtures
 let onA: GqlClient;
 let onB: GqlClient;
+let pair: InstancePair;
 
 beforeAll(async () => {
-  const config = testConfig(iso, env);
-  a = await startApp(config, { log: createLogger(config.LOG_LEVEL) });
-  b = await startApp(config, { log: createLogger(config.LOG_LEVEL) });
-  onA = new GqlClient(a.url, 16);
-  onB = new GqlClient(b.url, 16);
-  const tokens = new TokenService(config.JWT_SECRET);
-  const admin = (await tokens.sign('admin-1', 'admin')).token;
-  t = {
-    logs: [], app: a, client: onA, tokens, admin,
-    token: async (subject, role = 'customer') => (await tokens.sign(subject, role)).token,
-    close: async () => undefined,
-  };
+  pair = await startInstancePair(iso, env);
+  ({ a, b, t, onA, onB } = pair);
 });
 
-afterAll(async () => {
-  await onA?.close();
-  await onB?.close();
-  await b?.stop();
-  await a?.stop();
-  await dropDatabase(iso.databaseUrl);
-  await deleteRedisPrefix(iso.redisPrefix);
-});
+afterAll(() => pair?.close());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,12 +1,10 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApp, type App } from '../src/app.js';
-import { createLogger } from '../src/logger.js';
-import { TokenService } from '../src/services/auth.js';
+import type { App } from '../src/app.js';
 import { SalesService } from '../src/services/sales.js';
 import type { SaleSnapshot, StockEngine } from '../src/services/stock/engine.js';
 import { createSale } from './support/fixtures.js';
-import { deleteRedisPrefix, dropDatabase, GqlClient, isolation, REDIS_URL, testConfig, type TestServer } from './support/harness.js';
+import { GqlClient, isolation, REDIS_URL, startInstancePair, type InstancePair, type TestServer } from './support/harness.js';
 import { scrape } from './support/prometheus-text.js';
 
 // Two instances in this process, sharing one database and one Redis prefix; each has its own
@@ -21,32 +19,18 @@ let b: App;
 let t: TestServer; // instance A, for the fixtures
 let onA: GqlClient;
 let onB: GqlClient;
+let pair: InstancePair;
 let redis: Redis;
 
 beforeAll(async () => {
-  const config = testConfig(iso, env);
-  a = await startApp(config, { log: createLogger(config.LOG_LEVEL) });
-  b = await startApp(config, { log: createLogger(config.LOG_LEVEL) });
-  onA = new GqlClient(a.url, 16);
-  onB = new GqlClient(b.url, 16);
-  const tokens = new TokenService(config.JWT_SECRET);
-  const admin = (await tokens.sign('admin-1', 'admin')).token;
-  t = {
-    logs: [], app: a, client: onA, tokens, admin,
-    token: async (subject, role = 'customer') => (await tokens.sign(subject, role)).token,
-    close: async () => undefined,
-  };
+  pair = await startInstancePair(iso, env);
+  ({ a, b, t, onA, onB } = pair);
   redis = new Redis(REDIS_URL);
 });
 
 afterAll(async () => {
   redis?.disconnect();
-  await onA?.close();
-  await onB?.close();
-  await b?.stop();
-  await a?.stop();
-  await dropDatabase(iso.databaseUrl);
-  await deleteRedisPrefix(iso.redisPrefix);
+  await pair?.close();
 });
 
 const SALE_ROWS = `query($id: ID!) { sale(id: $id) { id name startsAt endsAt perUserLimit holdSeconds status items { id initialStock available } } }`;

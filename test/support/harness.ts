@@ -116,6 +116,44 @@ export async function startTestServer(label: string, extraEnv: Record<string, st
   };
 }
 
+/** Two instances in this process on one database and Redis prefix, as behind a load balancer. */
+export interface InstancePair {
+  a: App;
+  b: App;
+  /** Instance A as a TestServer, for the fixtures. */
+  t: TestServer;
+  onA: GqlClient;
+  onB: GqlClient;
+  /** Stops both, drops the database and deletes the prefix's keys. */
+  close(): Promise<void>;
+}
+
+export async function startInstancePair(iso: ReturnType<typeof isolation>, extraEnv: Record<string, string> = {}): Promise<InstancePair> {
+  const config = testConfig(iso, extraEnv);
+  const a = await startApp(config, { log: createLogger(config.LOG_LEVEL) });
+  const b = await startApp(config, { log: createLogger(config.LOG_LEVEL) });
+  const onA = new GqlClient(a.url, 16);
+  const onB = new GqlClient(b.url, 16);
+  const tokens = new TokenService(config.JWT_SECRET);
+  const admin = (await tokens.sign('admin-1', 'admin')).token;
+  const t: TestServer = {
+    logs: [], app: a, client: onA, tokens, admin,
+    token: async (subject, role = 'customer') => (await tokens.sign(subject, role)).token,
+    close: async () => undefined,
+  };
+  return {
+    a, b, t, onA, onB,
+    close: async () => {
+      await onA.close();
+      await onB.close();
+      await b.stop();
+      await a.stop();
+      await dropDatabase(iso.databaseUrl);
+      await deleteRedisPrefix(iso.redisPrefix);
+    },
+  };
+}
+
 /** Waits until `check` returns a truthy value or the time is up. */
 export async function eventually<T>(check: () => Promise<T | null | undefined | false>, timeoutMs = 5000, everyMs = 50): Promise<T> {
   const until = Date.now() + timeoutMs;
