@@ -5,7 +5,8 @@ import { startApp, type App } from '../src/app.js';
 import { createLogger } from '../src/logger.js';
 import { schema } from '../src/schema/index.js';
 import { TokenService } from '../src/services/auth.js';
-import { isShareableSubscription, VIEWER_INDEPENDENT_FIELDS } from '../src/services/live/shared-execution.js';
+import { PUBLIC_FIELDS } from '../src/schema/public-fields.js';
+import { isShareableSubscription, SHAREABLE_SUBSCRIPTIONS } from '../src/services/live/shared-execution.js';
 import { createSale } from './support/fixtures.js';
 import { deleteRedisPrefix, dropDatabase, eventually, GqlClient, isolation, startTestServer, testConfig, type TestServer } from './support/harness.js';
 import { ORDER_CHANGED, Recorder, RESERVATION_CHANGED, SALE_STATUS_CHANGED, STOCK_CHANGED, wsClient, LiveClients, type StockUpdate } from './support/live.js';
@@ -264,7 +265,7 @@ describe('which documents share one execution', () => {
   });
 
   it('every listed field exists and has no auth scopes; an unlisted or scoped field turns sharing off', () => {
-    for (const [typeName, fields] of Object.entries(VIEWER_INDEPENDENT_FIELDS)) {
+    for (const [typeName, fields] of Object.entries({ ...PUBLIC_FIELDS, Subscription: SHAREABLE_SUBSCRIPTIONS })) {
       const type = schema.getType(typeName) as GraphQLObjectType;
       expect(type, typeName).toBeDefined();
       const defined = type.getFields();

@@ -1,65 +1,19 @@
-import {
-  createSourceEventStream,
-  execute,
-  getNamedType,
-  isObjectType,
-  Kind,
-  TypeInfo,
-  visit,
-  visitWithTypeInfo,
-  type DocumentNode,
-  type GraphQLError,
-  type GraphQLNamedType,
-  type GraphQLSchema,
-} from 'graphql';
+import { createSourceEventStream, execute, Kind, type DocumentNode, type GraphQLError, type GraphQLSchema } from 'graphql';
+import { selectsOnlyPublicFields } from '../../schema/public-fields.js';
 
-/**
- * Fields that answer the same for every caller: they read only the event, the arguments, the
- * sale's public rows and its live figures; none reads the viewer and none has auth scopes. A
- * field added to one of these types is not here until someone decided it is public, so an
- * operation selecting it is simply executed per subscriber, as before.
- */
-export const VIEWER_INDEPENDENT_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
-  Subscription: new Set(['stockChanged', 'saleStatusChanged']),
-  StockUpdate: new Set(['saleId', 'status', 'version', 'items', 'at']),
-  StockLevel: new Set(['saleItemId', 'available', 'reserved', 'sold']),
-  Sale: new Set(['id', 'name', 'startsAt', 'endsAt', 'status', 'perUserLimit', 'holdSeconds', 'waitingRoom', 'admitPerSecond', 'currency', 'items', 'available', 'soldOutAt']),
-  SaleItem: new Set(['id', 'sale', 'product', 'priceCents', 'initialStock', 'available', 'reserved', 'sold']),
-  Product: new Set(['id', 'sku', 'name', 'description', 'priceCents', 'currency', 'imageUrl']),
-};
-
-function hasAuthScopes(thing: { extensions?: Readonly<Record<string, unknown>> | null }): boolean {
-  const options = thing.extensions?.pothosOptions as { authScopes?: unknown; grantScopes?: unknown } | undefined;
-  return options?.authScopes !== undefined || options?.grantScopes !== undefined;
-}
+/** Subscriptions whose events answer the same for every subscriber (their fields: PUBLIC_FIELDS). */
+export const SHAREABLE_SUBSCRIPTIONS: ReadonlySet<string> = new Set(['stockChanged', 'saleStatusChanged']);
 
 /**
  * Whether one execution of this document may be shared by every subscriber of the same event:
- * one operation, a subscription, whose every selected field (fragments included, used or not) is
- * listed in VIEWER_INDEPENDENT_FIELDS and has no auth scopes, nor has its type. Anything else
- * (viewer streams, a field nobody vouched for, several operations) is executed per subscriber.
+ * one operation, a subscription, that selects only public fields (see `selectsOnlyPublicFields`).
+ * Anything else (viewer streams, a field nobody vouched for, several operations) is executed per
+ * subscriber.
  */
 export function isShareableSubscription(schema: GraphQLSchema, document: DocumentNode): boolean {
   const operations = document.definitions.filter((d) => d.kind === Kind.OPERATION_DEFINITION);
   if (operations.length !== 1 || operations[0].kind !== Kind.OPERATION_DEFINITION || operations[0].operation !== 'subscription') return false;
-  const typeInfo = new TypeInfo(schema);
-  let shareable = true;
-  visit(document, visitWithTypeInfo(typeInfo, {
-    Field(node) {
-      if (node.name.value === '__typename') return undefined;
-      const parent: GraphQLNamedType | null = typeInfo.getParentType() ?? null;
-      const field = typeInfo.getFieldDef();
-      const type = field ? getNamedType(field.type) : null;
-      const listed = parent ? VIEWER_INDEPENDENT_FIELDS[parent.name]?.has(node.name.value) : false;
-      const scoped = !field || hasAuthScopes(field) || (parent !== null && hasAuthScopes(parent)) || (type !== null && isObjectType(type) && hasAuthScopes(type));
-      if (!listed || scoped) {
-        shareable = false;
-        return false;
-      }
-      return undefined;
-    },
-  }));
-  return shareable;
+  return selectsOnlyPublicFields(schema, document, SHAREABLE_SUBSCRIPTIONS);
 }
 
 export interface SharedOperation {
