@@ -117,7 +117,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
 
   // Anonymous stock reads are answered by the fast lane from here while their sale has not changed.
   const responseCache = config.RESPONSE_CACHE_ENABLED
-    ? new ResponseCache({ schema, persisted, registry, maxAgeMs: config.RESPONSE_CACHE_MAX_AGE_MS, log: log.child({ source: 'response-cache' }) })
+    ? new ResponseCache({ schema, persisted, registry, maxAgeMs: config.RESPONSE_CACHE_MAX_AGE_MS })
     : null;
   const cacheEvents = responseCache && new ResponseCacheInvalidation(
     responseCache, (name) => createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, name, redisError), config.REDIS_PREFIX, log.child({ source: 'response-cache' }),

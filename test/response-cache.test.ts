@@ -203,7 +203,7 @@ describe('response cache and its event subscription', () => {
   const EVENT_DELAY_MS = 200;
 
   beforeAll(async () => {
-    cache = new ResponseCache({ schema, persisted: PersistedOperations.generated(), registry: new Registry(), maxAgeMs: 10_000, log: createLogger('silent') });
+    cache = new ResponseCache({ schema, persisted: PersistedOperations.generated(), registry: new Registry(), maxAgeMs: 10_000 });
     const setLive = cache.setLive.bind(cache);
     cache.setLive = (live) => {
       lives.push(live);

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { GraphQLSchema } from 'graphql';
-import type { Logger } from 'pino';
 import { Counter, Gauge, type Histogram, type Registry } from 'prom-client';
 import { PersistedOperations } from './persisted-operations.js';
 import { acceptedRequestId, REQUEST_ID_HEADER } from './request-logging.js';
@@ -41,7 +40,6 @@ export interface ResponseCacheOptions {
   registry: Registry;
   /** The longest an answer is served, even when no event came (a lost or late event, a missed transition). */
   maxAgeMs: number;
-  log: Logger;
 }
 
 /**
