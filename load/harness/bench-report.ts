@@ -75,15 +75,15 @@ export function reportMarkdown(r: BenchReport): string {
   const lines: string[] = [];
   lines.push(`# Bench results`, '');
   lines.push(`${r.startedAt} → ${r.finishedAt}; ${r.machine.cpus} × ${r.machine.cpuModel}, Node ${r.machine.node}; server WORKERS=${r.options.workers}; ${r.options.warmupAttempts ? `${r.options.warmupAttempts} warm-up purchase attempts first (not reported)` : 'cold server (no warm-up)'}; server, Redis, PostgreSQL and load generator on this one machine; 1-minute load average ${r.machine.loadAverage.start} at the start, ${r.machine.loadAverage.end} at the end${r.machine.loadAverage.end > r.machine.cpus ? ' (other work shared the cores: compare runs by server CPU per request rather than by throughput)' : ''}.`, '');
-  lines.push('| scenario | completed | s | per s | p50 ms | p95 ms | p99 ms | max ms | server CPU ms/req | RSS MB before / peak / after | outcomes |');
-  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |');
+  lines.push('| scenario | completed | s | per s | p50 ms | p95 ms | p99 ms | max ms | server CPU ms/req | load generator CPU ms/req | RSS MB before / peak / after | accept queue peak | outcomes |');
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |');
   for (const s of r.scenarios) {
     if (s.skipped) {
-      lines.push(`| ${s.name} | skipped: ${s.skipped} | | | | | | | | | |`);
+      lines.push(`| ${s.name} | skipped: ${s.skipped} | | | | | | | | | | | |`);
       continue;
     }
     const rss = s.rssMb ? `${s.rssMb.before} / ${s.rssMb.during} / ${s.rssMb.after}` : '';
-    lines.push(`| ${s.name} | ${s.latency.count} | ${s.seconds} | ${s.throughput} | ${s.latency.p50} | ${s.latency.p95} | ${s.latency.p99} | ${s.latency.max} | ${s.serverCpuMsPerRequest ?? ''} | ${rss} | ${codesText(s.codes)}${s.dropped ? `, dropped ${s.dropped}` : ''} |`);
+    lines.push(`| ${s.name} | ${s.latency.count} | ${s.seconds} | ${s.throughput} | ${s.latency.p50} | ${s.latency.p95} | ${s.latency.p99} | ${s.latency.max} | ${s.serverCpuMsPerRequest ?? ''} | ${s.loadCpuMsPerRequest ?? ''} | ${rss} | ${s.acceptQueuePeak ?? ''} | ${codesText(s.codes)}${s.dropped ? `, dropped ${s.dropped}` : ''} |`);
   }
   lines.push('');
   if (r.purchaseToCeilingRatio !== null) lines.push(`Closed-loop purchase path / bare ceiling: **${r.purchaseToCeilingRatio}**.`, '');

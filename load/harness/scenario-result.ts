@@ -16,6 +16,8 @@ export interface ScenarioResult {
   timedOut: boolean;
   audit?: AuditResult;
   rssMb?: { before: number; during: number; after: number };
+  /** Most connections seen waiting to be accepted by the server (sampled every 500 ms). */
+  acceptQueuePeak?: number;
   /**
    * CPU the server processes used per completed request (or flow), in ms: unlike throughput it
    * barely moves when other work shares the machine, so it is the figure to compare changes by.

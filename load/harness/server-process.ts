@@ -13,6 +13,8 @@ export interface ServerProcess {
   rssMb(): number;
   /** CPU time (user + system) the process and its descendants have used so far, in ms. */
   cpuMs(): number;
+  /** Connections the kernel has completed on its port that it has not accepted yet. */
+  acceptQueue(): number;
   /** The last lines it wrote to stderr, for error messages. */
   tail(): string;
   stop(): Promise<number | null>;
@@ -72,6 +74,7 @@ export async function startServerProcess(o: { entry: string; env: Record<string,
     pid,
     rssMb: () => treeRssMb(pid),
     cpuMs: () => treeCpuMs(pid),
+    acceptQueue: () => acceptQueueLength(port),
     tail: () => log,
     stop: async () => {
       if (exitCode !== undefined) return exitCode;
@@ -148,23 +151,56 @@ export function treeCpuMs(rootPid: number): number {
   return ticks * TICK_MS;
 }
 
-/** Samples a server's RSS while a scenario runs: the peak is the "during" figure. */
-export class RssSampler {
-  private peak = 0;
+/**
+ * Connections waiting in the accept queue of the socket listening on `port` (Linux: a listening
+ * socket's rx_queue in /proc/net/tcp*; 0 elsewhere). They are established, so their clients have
+ * sent requests that the server has not seen yet: Node accepts one connection per event-loop turn.
+ */
+export function acceptQueueLength(port: number): number {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  let queued = 0;
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      // sl local_address rem_address st tx_queue:rx_queue …; st 0A is LISTEN.
+      const [, local, , state, queues] = line.trim().split(/\s+/);
+      if (state === '0A' && local?.endsWith(`:${hexPort}`)) queued += parseInt(queues.split(':')[1], 16);
+    }
+  }
+  return queued;
+}
+
+/**
+ * Samples a server while a scenario runs: its RSS (the peak is the "during" figure) and its accept
+ * queue (a queue that stays long means clients wait before the server has seen their request).
+ */
+export class ServerWatch {
+  private rssPeak = 0;
+  private queuePeak = 0;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly server: ServerProcess) {}
 
   start(everyMs = 500): void {
-    this.peak = Math.max(this.peak, this.server.rssMb());
-    this.timer = setInterval(() => (this.peak = Math.max(this.peak, this.server.rssMb())), everyMs);
+    this.sample();
+    this.timer = setInterval(() => this.sample(), everyMs);
     this.timer.unref();
   }
 
-  stop(): number {
+  stop(): { rssPeakMb: number; acceptQueuePeak: number } {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    this.peak = Math.max(this.peak, this.server.rssMb());
-    return this.peak;
+    this.sample();
+    return { rssPeakMb: this.rssPeak, acceptQueuePeak: this.queuePeak };
+  }
+
+  private sample(): void {
+    this.rssPeak = Math.max(this.rssPeak, this.server.rssMb());
+    this.queuePeak = Math.max(this.queuePeak, this.server.acceptQueue());
   }
 }

@@ -7,7 +7,7 @@ import { LatencyRecorder } from '../latency-recorder.js';
 import { driveClosedLoop, type Attempt } from '../load-drivers.js';
 import type { Progress } from '../progress.js';
 import { CpuMeter, scenarioResult, type ScenarioResult } from '../scenario-result.js';
-import { RssSampler, startServerProcess } from '../server-process.js';
+import { ServerWatch, startServerProcess } from '../server-process.js';
 
 /**
  * The same closed-loop storm (attempts, customers, stock, concurrency, workers) against
@@ -33,21 +33,23 @@ export async function runBareCeiling(opts: BenchOptions, o: { redisUrl: string; 
     return res.statusCode === 200 ? (JSON.parse(text) as { code: string }).code : `HTTP_${res.statusCode}`;
   };
   const bar = o.progress.bar(`bare ceiling ×${opts.concurrency}`, opts.attempts, 'attempts');
-  const rss = new RssSampler(server);
+  const watch = new ServerWatch(server);
   const before = server.rssMb();
-  rss.start();
+  watch.start();
   const cpu = new CpuMeter(() => server.cpuMs());
   try {
     const drive = await driveClosedLoop(attempt, { attempts: opts.attempts, concurrency: opts.concurrency, timeoutMs: opts.scenarioTimeoutSeconds * 1000, recorder, onProgress: (n) => bar.update(n) });
     const result = scenarioResult('ceiling', `bare node:http + StockEngine.reserve (same Lua), ${opts.attempts} attempts, ${opts.concurrency} in flight, no GraphQL/JWT/PostgreSQL`, opts.attempts, drive, recorder);
     Object.assign(result, cpu.perRequest(drive.completed));
-    result.rssMb = { before, during: rss.stop(), after: server.rssMb() };
+    const peaks = watch.stop();
+    result.rssMb = { before, during: peaks.rssPeakMb, after: server.rssMb() };
+    result.acceptQueuePeak = peaks.acceptQueuePeak;
     const sold = result.codes.OK ?? 0;
     result.extra = { unitsReserved: sold, stock: opts.stock };
     return result;
   } finally {
     bar.stop();
-    rss.stop();
+    watch.stop();
     await pool.close();
     await server.stop();
   }

@@ -7,7 +7,7 @@ import { PURCHASE } from '../operations.js';
 import { requestBody } from '../persisted.js';
 import { createBenchSale } from '../sale-setup.js';
 import { CpuMeter, scenarioResult, type ScenarioResult } from '../scenario-result.js';
-import { RssSampler } from '../server-process.js';
+import { ServerWatch } from '../server-process.js';
 
 /**
  * The sale-start storm: `attempts` purchases from `customers` against `stock` units, in a closed
@@ -32,9 +32,9 @@ export async function runPurchaseStorm(ctx: BenchContext, mode: 'closed' | 'open
 
   const label = mode === 'closed' ? `storm, closed loop ×${opts.concurrency}` : `storm, open loop ${opts.arrivalRate}/s`;
   const bar = ctx.progress.bar(label, attempts, 'attempts');
-  const rss = new RssSampler(ctx.server);
+  const watch = new ServerWatch(ctx.server);
   const before = ctx.server.rssMb();
-  rss.start();
+  watch.start();
   const cpu = new CpuMeter(() => ctx.server.cpuMs());
   const common = { attempts, timeoutMs: opts.scenarioTimeoutSeconds * 1000, recorder, onProgress: (n: number) => bar.update(n) };
   let drive;
@@ -46,7 +46,7 @@ export async function runPurchaseStorm(ctx: BenchContext, mode: 'closed' | 'open
     bar.stop();
     await client.close();
   }
-  const during = rss.stop();
+  const peaks = watch.stop();
   const result = scenarioResult(
     `storm-${mode}`,
     mode === 'closed'
@@ -56,7 +56,8 @@ export async function runPurchaseStorm(ctx: BenchContext, mode: 'closed' | 'open
   );
   Object.assign(result, cpu.perRequest(drive.completed));
   result.audit = await auditSale({ databaseUrl: ctx.databaseUrl, client: ctx.setup, sale, clientOrderIds: orderIds, expectSoldOut: attempts >= opts.stock * 2 });
-  result.rssMb = { before, during, after: ctx.server.rssMb() };
+  result.rssMb = { before, during: peaks.rssPeakMb, after: ctx.server.rssMb() };
+  result.acceptQueuePeak = peaks.acceptQueuePeak;
   if (mode === 'open') result.extra = { targetRate: opts.arrivalRate, maxScheduleLagMs: drive.maxScheduleLagMs };
   return result;
 }

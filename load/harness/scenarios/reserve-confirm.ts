@@ -7,7 +7,7 @@ import { CONFIRM, RESERVE } from '../operations.js';
 import { requestBody } from '../persisted.js';
 import { createBenchSale } from '../sale-setup.js';
 import { CpuMeter, scenarioResult, type ScenarioResult } from '../scenario-result.js';
-import { RssSampler } from '../server-process.js';
+import { ServerWatch } from '../server-process.js';
 import { performance } from 'node:perf_hooks';
 
 /**
@@ -47,9 +47,9 @@ export async function runReserveConfirm(ctx: BenchContext): Promise<ScenarioResu
   };
 
   const bar = ctx.progress.bar(`reserve + confirm ×${opts.flowConcurrency}`, opts.flowAttempts, 'flows');
-  const rss = new RssSampler(ctx.server);
+  const watch = new ServerWatch(ctx.server);
   const before = ctx.server.rssMb();
-  rss.start();
+  watch.start();
   const cpu = new CpuMeter(() => ctx.server.cpuMs());
   let drive;
   try {
@@ -60,7 +60,9 @@ export async function runReserveConfirm(ctx: BenchContext): Promise<ScenarioResu
   }
   const result = scenarioResult('flow', `${opts.flowAttempts} reserve (+ confirm on success), ${customers} customers, ${opts.stock} units, ${opts.flowConcurrency} in flight`, opts.flowAttempts, drive, recorder);
   Object.assign(result, cpu.perRequest(drive.completed));
-  result.rssMb = { before, during: rss.stop(), after: ctx.server.rssMb() };
+  const peaks = watch.stop();
+  result.rssMb = { before, during: peaks.rssPeakMb, after: ctx.server.rssMb() };
+  result.acceptQueuePeak = peaks.acceptQueuePeak;
   result.extra = { reserve: { latency: reserveLatency.summary(), codes: reserveLatency.byCode() }, confirm: { latency: confirmLatency.summary(), codes: confirmLatency.byCode() } };
   result.audit = await auditSale({ databaseUrl: ctx.databaseUrl, client: ctx.setup, sale, clientOrderIds: orderIds, expectSoldOut: opts.flowAttempts >= opts.stock * 2 });
   return result;

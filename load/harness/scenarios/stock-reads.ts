@@ -6,7 +6,7 @@ import { SALE_AVAILABLE } from '../operations.js';
 import { requestBody } from '../persisted.js';
 import { createBenchSale } from '../sale-setup.js';
 import { CpuMeter, scenarioResult, type ScenarioResult } from '../scenario-result.js';
-import { RssSampler } from '../server-process.js';
+import { ServerWatch } from '../server-process.js';
 
 /** Browsing during the sale: anonymous `sale { items { available } }` as fast as `readConcurrency` clients can ask. */
 export async function runStockReads(ctx: BenchContext): Promise<ScenarioResult> {
@@ -16,9 +16,9 @@ export async function runStockReads(ctx: BenchContext): Promise<ScenarioResult> 
   const recorder = new LatencyRecorder();
   const body = requestBody(SALE_AVAILABLE, { id: sale.saleId });
   const bar = ctx.progress.bar(`stock reads ×${opts.readConcurrency}`, opts.readSeconds, 's');
-  const rss = new RssSampler(ctx.server);
+  const watch = new ServerWatch(ctx.server);
   const before = ctx.server.rssMb();
-  rss.start();
+  watch.start();
   const cpu = new CpuMeter(() => ctx.server.cpuMs());
   let drive;
   try {
@@ -36,6 +36,8 @@ export async function runStockReads(ctx: BenchContext): Promise<ScenarioResult> 
   }
   const result = scenarioResult('reads', `sale { items { available } } for ${opts.readSeconds} s, ${opts.readConcurrency} in flight, no token`, drive.completed, drive, recorder);
   Object.assign(result, cpu.perRequest(drive.completed));
-  result.rssMb = { before, during: rss.stop(), after: ctx.server.rssMb() };
+  const peaks = watch.stop();
+  result.rssMb = { before, during: peaks.rssPeakMb, after: ctx.server.rssMb() };
+  result.acceptQueuePeak = peaks.acceptQueuePeak;
   return result;
 }

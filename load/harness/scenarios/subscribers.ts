@@ -8,7 +8,7 @@ import { PURCHASE, SALE_LEVELS, SALE_STATUS_CHANGED, STOCK_CHANGED } from '../op
 import { requestBody } from '../persisted.js';
 import { createBenchSale, type BenchSale } from '../sale-setup.js';
 import { skippedResult, type ScenarioResult } from '../scenario-result.js';
-import { RssSampler } from '../server-process.js';
+import { ServerWatch } from '../server-process.js';
 
 const DESCRIPTION = 'WebSocket subscribers (graphql-ws) on saleStatusChanged + stockChanged; time from sell-out to each SOLD_OUT';
 /** Units of the watched sale: a small sale sells out in one burst, so the sell-out instant is sharp. */
@@ -44,9 +44,9 @@ export async function runSubscribers(ctx: BenchContext): Promise<ScenarioResult>
   }
   probe.client.dispose();
 
-  const rss = new RssSampler(ctx.server);
+  const watch = new ServerWatch(ctx.server);
   const before = ctx.server.rssMb();
-  rss.start();
+  watch.start();
   const watchers: Watcher[] = [];
   const bar = ctx.progress.bar(`subscribers connecting`, opts.subscribers, 'clients');
   const connectStarted = performance.now();
@@ -77,6 +77,7 @@ export async function runSubscribers(ctx: BenchContext): Promise<ScenarioResult>
     const failures = new Map<string, number>();
     for (const w of watchers) if (w.failed) failures.set(w.failed, (failures.get(w.failed) ?? 0) + 1);
     const status = statusDelay.summary();
+    const peaks = watch.stop();
     const result: ScenarioResult = {
       name: 'subscribers',
       description: `${opts.subscribers} ${DESCRIPTION}`,
@@ -88,7 +89,8 @@ export async function runSubscribers(ctx: BenchContext): Promise<ScenarioResult>
       codes: { ...statusDelay.byCode(), ...Object.fromEntries([...failures].map(([k, v]) => [`CONNECT:${k}`, v])) },
       dropped: watchers.length - live.length,
       timedOut: statusDelay.byCode().NOT_SEEN !== undefined,
-      rssMb: { before, during: rss.stop(), after: 0 },
+      rssMb: { before, during: peaks.rssPeakMb, after: 0 },
+      acceptQueuePeak: peaks.acceptQueuePeak,
       extra: {
         connected: live.length,
         connectSeconds: Math.round(connectSeconds * 100) / 100,
@@ -105,7 +107,7 @@ export async function runSubscribers(ctx: BenchContext): Promise<ScenarioResult>
     return result;
   } finally {
     bar.stop();
-    rss.stop();
+    watch.stop();
     disposeAll(watchers);
   }
 }
