@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, startTestServer, type TestServer } from './support/harness.js';
 import { createSale } from './support/fixtures.js';
@@ -152,8 +153,9 @@ describe('waitlist', () => {
   });
 });
 
+const WAITLIST_CHANGED = /* GraphQL */ `subscription WaitlistChanged($sale: ID!) { waitlistChanged(saleId: $sale) { id status position offer { id status expiresAt } } }`;
+
 describe('waitlistChanged', () => {
-  const WAITLIST_CHANGED = /* GraphQL */ `subscription WaitlistChanged($sale: ID!) { waitlistChanged(saleId: $sale) { id status position offer { id status expiresAt } } }`;
 
   it('pushes the current entry, position moves (throttled), and the offer at once', async () => {
     const { saleId, itemIds } = await createSale(t, { stock: 1, holdSeconds: 3 });
@@ -197,6 +199,46 @@ describe('waitlistChanged', () => {
       expect(r.data).toEqual([]);
     } finally {
       await client.dispose();
+    }
+  });
+});
+
+describe('a purchase whose order misses its confirm window', () => {
+  it('gives the unit back to the waitlist and tells the customer offered it at once', async () => {
+    // The sweeper leaves an overdue CONFIRMING hold alone for 5 s after its deadline, so within
+    // this test only the purchase's own release can free the unit and announce the offer.
+    const s = await startTestServer('waitlist-late-order', { RATE_LIMIT_ENABLED: 'false', CONFIRM_WINDOW_MS: '500' });
+    const locker = new pg.Client({ connectionString: s.app.config.DATABASE_URL });
+    const ws = wsClient(s.app.url, await s.token('late-waiter'));
+    try {
+      const { saleId, itemIds: [item] } = await createSale(s, { stock: 1 });
+      // The order's INSERT waits behind a table lock: the last unit is held, so the waitlist opens.
+      await locker.connect();
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE orders IN EXCLUSIVE MODE');
+      const buying = s.client.gql(PURCHASE, { input: { saleItemId: item, quantity: 1, idempotencyKey: 'late' } }, await s.token('late-buyer'));
+      await eventually(async () => {
+        const r = await locker.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+        return r.rows[0].n > 0;
+      }, 5000, 20);
+      const waiter = await s.token('late-waiter');
+      expect((await s.client.gql(JOIN, { item }, waiter)).data.joinWaitlist).toMatchObject({ __typename: 'WaitlistEntry', status: 'WAITING', position: 1 });
+      const watch = new Recorder(ws, WAITLIST_CHANGED, { sale: saleId });
+      await watch.waitFor((d: any) => d.waitlistChanged.status === 'WAITING');
+
+      // Past the 500 ms window by PostgreSQL's clock, the INSERT is refused once the lock goes.
+      await new Promise((r) => setTimeout(r, 800));
+      await locker.query('COMMIT');
+      expect((await buying).data.purchase).toMatchObject({ __typename: 'Rejected', code: 'TEMPORARILY_UNAVAILABLE' });
+      const answeredAt = Date.now();
+      const offered = await watch.waitFor((d: any) => d.waitlistChanged.status === 'OFFERED', 3000);
+      expect(offered.at - answeredAt).toBeLessThan(1000);
+      expect((offered.data as any).waitlistChanged.offer).toMatchObject({ status: 'HELD' });
+      expect((await s.client.gql(MY_WAITLIST, { sale: saleId }, waiter)).data.me.waitlist[0]).toMatchObject({ status: 'OFFERED' });
+    } finally {
+      await ws.dispose();
+      await locker.end().catch(() => undefined);
+      await s.close();
     }
   });
 });

@@ -115,7 +115,8 @@ export class PurchaseService {
 
     const facts = await this.sales.itemFactsOf(saleItemId);
     if (!facts) {
-      await this.engine.release(saleId, r.reservationId, '', 'CONFIRM_FAILED', true);
+      const released = await this.engine.release(saleId, r.reservationId, '', 'CONFIRM_FAILED', true);
+      void this.events.holdsEnded(saleId, released.ended);
       return rejected('NOT_FOUND', { field: 'input.saleItemId' });
     }
     return this.commitOrder(saleId, {
@@ -195,9 +196,9 @@ export class PurchaseService {
       return this.compensate(saleId, o.reservationId, err);
     }
     if (!outcome.ok) {
-      await this.engine.release(saleId, o.reservationId, '', 'CONFIRM_FAILED', true);
-      void this.events.reservationChanged(saleId, o.reservationId, o.customerId);
-      void this.events.stockChanged(saleId);
+      // The freed units may go straight to the waitlist: its offers are announced with the release.
+      const released = await this.engine.release(saleId, o.reservationId, '', 'CONFIRM_FAILED', true);
+      void this.events.holdsEnded(saleId, released.ended);
       if (outcome.reason === 'KEY_TAKEN') return { kind: 'PurchaseSuccess', order: outcome.existing, replayed: true };
       return rejected('TEMPORARILY_UNAVAILABLE', { retryAfterSeconds: 1 });
     }
