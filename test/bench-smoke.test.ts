@@ -1,7 +1,10 @@
+import { spawn } from 'node:child_process';
+import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { parseBenchOptions } from '../load/harness/bench-options.js';
 import { runBench } from '../load/harness/run-bench.js';
 import { createProgress } from '../load/harness/progress.js';
+import { acceptQueueLength } from '../load/harness/server-process.js';
 
 // The CI-sized bench: a few seconds of every API scenario against a server the harness starts on
 // its own database and Redis prefix. It checks correctness only; speed is for `npm run bench`.
@@ -24,4 +27,30 @@ describe('bench smoke', () => {
     expect(report.scenarios.find((s) => s.name === 'reads')?.codes.OK).toBeGreaterThan(0);
     expect(report.correct).toBe(true);
   }, 180_000);
+});
+
+describe('the accept-queue gauge of the bench', () => {
+  it('counts connections the kernel established that a busy server has not accepted yet', async () => {
+    // A listener whose event loop is blocked cannot accept: connections wait in the kernel's queue.
+    const child = spawn(process.execPath, ['-e', `
+      const server = require('node:net').createServer();
+      server.listen(0, '127.0.0.1', () => {
+        process.stdout.write(String(server.address().port) + '\\n');
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5000);
+      });`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const sockets: Socket[] = [];
+    try {
+      const port = Number(await new Promise<string>((resolve) => child.stdout!.once('data', (d) => resolve(String(d).trim()))));
+      expect(acceptQueueLength(port)).toBe(0);
+      for (let i = 0; i < 5; i++) {
+        const socket = connect(port, '127.0.0.1');
+        sockets.push(socket);
+        await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      }
+      expect(acceptQueueLength(port)).toBe(5);
+    } finally {
+      for (const s of sockets) s.destroy();
+      child.kill('SIGKILL');
+    }
+  });
 });
