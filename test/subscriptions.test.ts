@@ -2,7 +2,7 @@ import pg from 'pg';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSale } from './support/fixtures.js';
-import { eventually, startTestServer, type TestServer } from './support/harness.js';
+import { eventually, lockWaiterSeen, startTestServer, type TestServer } from './support/harness.js';
 import { firstSseEvent, ORDER_CHANGED, Recorder, RESERVATION_CHANGED, SALE_STATUS_CHANGED, STOCK_CHANGED, wsClient, LiveClients, type StockUpdate } from './support/live.js';
 import { PURCHASE, RESERVE, SALE } from './support/operations.js';
 
@@ -214,10 +214,7 @@ describe('shutdown', () => {
       await locker.query('BEGIN');
       await locker.query('LOCK TABLE orders IN EXCLUSIVE MODE');
       const inFlight = buy('drain-1');
-      await eventually(async () => {
-        const r = await locker.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
-        return r.rows[0].n > 0;
-      }, 5000, 20);
+      await lockWaiterSeen(locker);
       const stopping = s.app.stop();
       await new Promise((r) => setTimeout(r, 300));
       // Still open while its purchase is running; a new one is refused without being run.

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, startTestServer, type TestServer } from './support/harness.js';
+import { eventually, lockWaiterSeen, startTestServer, type TestServer } from './support/harness.js';
 import { createSale } from './support/fixtures.js';
 import { CONFIRM, PURCHASE, RESERVE, SALE_ITEM } from './support/operations.js';
 import { Recorder, wsClient } from './support/live.js';
@@ -217,10 +217,7 @@ describe('a purchase whose order misses its confirm window', () => {
       await locker.query('BEGIN');
       await locker.query('LOCK TABLE orders IN EXCLUSIVE MODE');
       const buying = s.client.gql(PURCHASE, { input: { saleItemId: item, quantity: 1, idempotencyKey: 'late' } }, await s.token('late-buyer'));
-      await eventually(async () => {
-        const r = await locker.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
-        return r.rows[0].n > 0;
-      }, 5000, 20);
+      await lockWaiterSeen(locker);
       const waiter = await s.token('late-waiter');
       expect((await s.client.gql(JOIN, { item }, waiter)).data.joinWaitlist).toMatchObject({ __typename: 'WaitlistEntry', status: 'WAITING', position: 1 });
       const watch = new Recorder(ws, WAITLIST_CHANGED, { sale: saleId });

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
+import type pg from 'pg';
 import pino from 'pino';
 import { Agent, request } from 'undici';
 import { parseConfig, type Config } from '../../src/config.js';
@@ -152,6 +153,21 @@ export async function startInstancePair(iso: ReturnType<typeof isolation>, extra
       await deleteRedisPrefix(iso.redisPrefix);
     },
   };
+}
+
+/**
+ * Waits until a statement of `locker`'s database waits for a lock, such as one `locker` holds in
+ * an open transaction; if none does in time, fails with the database's ungranted locks and sessions.
+ */
+export async function lockWaiterSeen(locker: pg.Client, timeoutMs = 15_000): Promise<void> {
+  const waiting = async () =>
+    (await locker.query(`SELECT l.pid, l.mode, l.relation::regclass::text AS relation FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE d.datname = current_database() AND NOT l.granted`)).rows;
+  try {
+    await eventually(async () => (await waiting()).length > 0, timeoutMs, 20);
+  } catch {
+    const sessions = (await locker.query(`SELECT pid, state, wait_event_type, wait_event, left(query, 120) AS query FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'`)).rows;
+    throw new Error(`no statement waited for a lock within ${timeoutMs} ms; ungranted locks: ${JSON.stringify(await waiting())}; sessions: ${JSON.stringify(sessions)}`);
+  }
 }
 
 /** Waits until `check` returns a truthy value or the time is up. */
