@@ -7,6 +7,7 @@ import { createLogger } from '../src/logger.js';
 import { BUYING_FIELDS, clientAddress, rateLimitsFromConfig } from '../src/server/rate-limit.js';
 import { RateCounter } from '../src/services/rate-counter.js';
 import { createSale } from './support/fixtures.js';
+import { monitorRedis } from './support/redis-monitor.js';
 import { deleteRedisPrefix, GqlClient, REDIS_URL, startTestServer, testConfig, type GqlResult, type TestServer } from './support/harness.js';
 import { CANCEL_ORDER, CONFIRM, PURCHASE, RELEASE, RESERVE, SALE } from './support/operations.js';
 
@@ -126,17 +127,12 @@ describe('buying limits per customer', () => {
   it('a lone purchase is decided in one Redis command: the reserve script counts its limits itself', async () => {
     const token = await t.token('one-trip');
     const prefix = t.app.config.REDIS_PREFIX;
-    const seen: string[][] = [];
-    const monitor = await new Redis(REDIS_URL).monitor();
+    let r!: GqlResult;
     // MONITOR sees every client of this shared Redis, and the calls scripts make: keep the
     // commands sent over the network that name our keys.
-    monitor.on('monitor', (_time: string, args: string[], source: string) => {
-      if (source !== 'lua' && args.some((a) => a.startsWith(prefix))) seen.push(args);
-    });
-    await new Promise((r) => setTimeout(r, 50));
-    const r = await buy(t.client, itemId, 'one-trip-1', token);
-    await new Promise((r) => setTimeout(r, 100));
-    monitor.disconnect();
+    const seen = (await monitorRedis(REDIS_URL, async () => {
+      r = await buy(t.client, itemId, 'one-trip-1', token);
+    })).filter((c) => c.source !== 'lua' && c.args.some((a) => a.startsWith(prefix))).map((c) => c.args);
     expect(codeOf(r)).toBe('PurchaseSuccess');
     const counted = seen.filter((args) => args.some((a) => a === `${prefix}rl:buy:customer:one-trip`));
     expect(counted).toHaveLength(1);
