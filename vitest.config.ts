@@ -12,6 +12,7 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts'],
+    globalSetup: ['test/support/build-service.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Files isolate themselves (own database, own Redis prefix) and run in parallel.

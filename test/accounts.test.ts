@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { API_COMMAND } from '../load/harness/server-process.js';
 import { createSale } from './support/fixtures.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { PURCHASE, RESERVE } from './support/operations.js';
@@ -309,7 +310,7 @@ describe('production refuses the development secrets', () => {
   const run = (env: Record<string, string>) =>
     new Promise<{ code: number | null; stderr: string }>((resolve) => {
       const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !['JWT_SECRET', 'DATA_KEY', 'NODE_ENV', 'PORT'].includes(k))) as Record<string, string>;
-      const child = spawn('npx', ['tsx', 'src/main.ts'], { cwd: root, env: { ...base, PORT: '0', LOG_LEVEL: 'silent', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(process.execPath, [...API_COMMAND.nodeArgs, API_COMMAND.entry], { cwd: root, env: { ...base, PORT: '0', LOG_LEVEL: 'silent', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (d) => (stderr += String(d)));
       const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);

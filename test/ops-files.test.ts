@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { API_COMMAND } from '../load/harness/server-process.js';
 import { parseConfig } from '../src/config.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { metricFamilies, metricNamesIn } from './support/promql-names.js';
@@ -101,6 +102,14 @@ describe('docker-compose.yml', () => {
     // One instance seeds the development sample sale; two would race to create it.
     expect(apiNames.filter((n) => services[n].environment?.SEED_SAMPLE_SALE === 'true')).toEqual(['api-1']);
     expect(read('Dockerfile')).toMatch(/^EXPOSE 4000$/m);
+  });
+
+  it('runs the compiled service with the same node flags in npm start, the Dockerfile, the bench and the tests', () => {
+    const command = [...API_COMMAND.nodeArgs, API_COMMAND.entry];
+    const cmd = /^CMD (\[.*\])$/m.exec(read('Dockerfile'));
+    expect(JSON.parse(cmd![1])).toEqual(['node', ...command]);
+    expect(read('Dockerfile')).toMatch(/^RUN npm run build$/m);
+    expect((JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts.start).toBe(`npm run build && node ${command.join(' ')}`);
   });
 
   it('starts each service after what it needs, and only waits for health where there is a healthcheck', () => {

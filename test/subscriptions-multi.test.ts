@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type App } from '../src/app.js';
 import { createLogger } from '../src/logger.js';
 import { TokenService } from '../src/services/auth.js';
+import { API_COMMAND } from '../load/harness/server-process.js';
 import { createSale } from './support/fixtures.js';
 import { deleteRedisPrefix, dropDatabase, eventually, GqlClient, isolation, REDIS_URL, testConfig, type TestServer } from './support/harness.js';
 import { Recorder, RESERVATION_CHANGED, SALE_STATUS_CHANGED, STOCK_CHANGED, wsClient } from './support/live.js';
@@ -25,9 +26,9 @@ const client = (url: string, token?: string) => {
   return c;
 };
 
-/** Starts `src/main.ts` in a child process on a free port, against the same database and Redis prefix. */
+/** Starts the API (`dist/main.js`) in a child process on a free port, against the same database and Redis prefix. */
 async function spawnInstance(): Promise<typeof b> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const child = spawn(process.execPath, [...API_COMMAND.nodeArgs, API_COMMAND.entry], {
     cwd: new URL('..', import.meta.url).pathname,
     env: {
       ...process.env, NODE_ENV: 'test', PORT: '0', HOST: '127.0.0.1', DATABASE_URL: iso.databaseUrl, REDIS_URL, REDIS_PREFIX: iso.redisPrefix,

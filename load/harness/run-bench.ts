@@ -16,7 +16,7 @@ import { runPurchaseStorm } from './scenarios/purchase-storm.js';
 import { runReserveConfirm } from './scenarios/reserve-confirm.js';
 import { runStockReads } from './scenarios/stock-reads.js';
 import { runSubscribers } from './scenarios/subscribers.js';
-import { REPO_ROOT, startServerProcess, type ServerProcess } from './server-process.js';
+import { API_COMMAND, REPO_ROOT, startServerProcess, type ServerProcess } from './server-process.js';
 
 /**
  * One bench run: starts the API (`src/main.ts`) on its own database and Redis prefix, runs the
@@ -36,8 +36,8 @@ export async function runBench(opts: BenchOptions, progress: Progress = createPr
 
   try {
     if (apiScenarios.length) {
-      // The same V8 flags as `npm start` and the Dockerfile.
-      const nodeArgs: string[] = ['--max-semi-space-size=32', '--heap-growing-percent=100'];
+      // As `npm start` and the Dockerfile run it; `npm run bench` builds dist/ first.
+      const nodeArgs: string[] = [...API_COMMAND.nodeArgs];
       if (opts.cpuProfDir) {
         const dir = resolve(REPO_ROOT, opts.cpuProfDir);
         mkdirSync(dir, { recursive: true });
@@ -45,7 +45,7 @@ export async function runBench(opts: BenchOptions, progress: Progress = createPr
       }
       progress.log(`starting the API (WORKERS=${opts.workers}) on ${iso.databaseUrl.replace(/^.*\//, '')}, prefix ${iso.redisPrefix}`);
       server = await startServerProcess({
-        entry: 'src/main.ts', host: opts.host, readyPath: '/ready', nodeArgs,
+        entry: API_COMMAND.entry, host: opts.host, readyPath: '/ready', nodeArgs,
         env: {
           DATABASE_URL: iso.databaseUrl, REDIS_URL, REDIS_PREFIX: iso.redisPrefix, SEED_SAMPLE_SALE: 'false', LOG_LEVEL: 'warn',
           WORKERS: String(opts.workers), NODE_ENV: 'development', GRAPHIQL: 'false',

@@ -5,7 +5,17 @@ import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-/** A child process serving HTTP on the loopback: the API (`src/main.ts`) or the bare ceiling server. */
+/**
+ * How production runs the API (`npm start`, the Dockerfile): the compiled `dist/main.js` (`npm run
+ * build`) with plain node, no TypeScript loader (tsx held ~55 MB more RSS). A 32 MB young
+ * generation, and the old generation may grow to twice what the last full GC kept (bench/NOTES.md).
+ */
+export const API_COMMAND = {
+  nodeArgs: ['--enable-source-maps', '--max-semi-space-size=32', '--heap-growing-percent=100'],
+  entry: 'dist/main.js',
+} as const;
+
+/** A child process serving HTTP on the loopback: the API (`dist/main.js`) or the bare ceiling server. */
 export interface ServerProcess {
   origin: string;
   pid: number;
@@ -32,12 +42,12 @@ export async function freePort(host: string): Promise<number> {
 }
 
 /**
- * Starts `node --import tsx <entry>` (no tsx wrapper process, so the pid is the server's own and
- * RSS means the server) and waits until `readyPath` answers 200.
+ * Starts `node <nodeArgs> <entry>` (no wrapper process, so the pid is the server's own and RSS
+ * means the server) and waits until `readyPath` answers 200.
  */
 export async function startServerProcess(o: { entry: string; env: Record<string, string>; host: string; readyPath: string; nodeArgs?: string[]; timeoutMs?: number }): Promise<ServerProcess> {
   const port = await freePort(o.host);
-  const child: ChildProcess = spawn(process.execPath, [...(o.nodeArgs ?? []), '--import', 'tsx', o.entry], {
+  const child: ChildProcess = spawn(process.execPath, [...(o.nodeArgs ?? []), o.entry], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...o.env, PORT: String(port), HOST: o.host },
     stdio: ['ignore', 'pipe', 'pipe'],

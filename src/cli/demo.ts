@@ -14,6 +14,7 @@ import { GraphqlClient, outcomeOf } from '../../load/harness/graphql-client.js';
 import { LatencyRecorder } from '../../load/harness/latency-recorder.js';
 import { driveClosedLoop } from '../../load/harness/load-drivers.js';
 import { CREATE_PRODUCT, PURCHASE, SCHEDULE_SALE } from '../../load/harness/operations.js';
+import { API_COMMAND } from '../../load/harness/server-process.js';
 import { ConfigError, loadConfig, type Config } from '../config.js';
 import { TokenService } from '../services/auth.js';
 
@@ -97,8 +98,8 @@ async function pickPort(preferred: number): Promise<number> {
 }
 
 async function startServer(env: Record<string, string>, port: number): Promise<DemoServer> {
-  // node --import tsx rather than the tsx wrapper: the child's pid is the server, so SIGTERM reaches it.
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  // The compiled service as `npm start` runs it (`npm run demo` builds it first).
+  const child: ChildProcess = spawn(process.execPath, [...API_COMMAND.nodeArgs, API_COMMAND.entry], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env, PORT: String(port), HOST },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { API_COMMAND } from '../../load/harness/server-process.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -16,7 +17,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** One API server process (`node --import tsx src/main.ts`), as production runs it. */
+/** One API server process (`node dist/main.js`, built by the suite's global setup), as production runs it. */
 export interface ApiProcess {
   readonly url: string;
   readonly port: number;
@@ -36,7 +37,7 @@ export interface ApiProcess {
  */
 export async function spawnApi(env: Record<string, string>, opts: { port?: number; timeoutMs?: number } = {}): Promise<ApiProcess> {
   const port = opts.port ?? (await freePort());
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const child: ChildProcess = spawn(process.execPath, [...API_COMMAND.nodeArgs, API_COMMAND.entry], {
     cwd: REPO_ROOT,
     env: { ...process.env, NODE_ENV: 'test', WORKERS: '1', ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -17,7 +17,7 @@ export async function runBareCeiling(opts: BenchOptions, o: { redisUrl: string; 
   const saleId = newId();
   const itemId = newChildId(saleId);
   const server = await startServerProcess({
-    entry: 'load/harness/bare-ceiling-server.ts', host: opts.host, readyPath: '/ready',
+    entry: 'load/harness/bare-ceiling-server.ts', nodeArgs: ['--import', 'tsx'], host: opts.host, readyPath: '/ready',
     env: {
       REDIS_URL: o.redisUrl, REDIS_PREFIX: o.prefix, WORKERS: String(opts.workers), CEILING_SALE_ID: saleId, CEILING_ITEM_ID: itemId,
       CEILING_STOCK: String(opts.stock), CEILING_LIMIT: String(opts.perUserLimit),
