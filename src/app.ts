@@ -7,7 +7,7 @@ import type { Config } from './config.js';
 import { createDb, ensureDatabase, migrateToLatest, type Db } from './db/database.js';
 import { createLogger } from './logger.js';
 import { isLivePagePath, serveLivePage } from './live-page/serve.js';
-import { createRedis, type RedisClient } from './redis.js';
+import { createRedis, createSubscriber, type RedisClient } from './redis.js';
 import type { Context } from './schema/context.js';
 import { schema } from './schema/index.js';
 import { createLoaders } from './schema/loaders.js';
@@ -50,6 +50,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   const redisError = (err: Error, connection: string) => log.warn({ err: err.message, connection }, 'redis connection error');
   const redis = createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, 'flashsale', redisError);
   const publisher = createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, 'flashsale-pub', redisError);
+  const subscriberConnection = (name: string) => createSubscriber(config.REDIS_URL, config.REDIS_CLUSTER_NODES, name, redisError);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const metrics = createMetrics(registry);
@@ -59,7 +60,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     db, redis, publisher, prefix: config.REDIS_PREFIX, jwtSecret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL,
     jwksIssuer: config.JWT_JWKS_ISSUER, jwksAudience: config.JWT_JWKS_AUDIENCE, jwksAllowAdmin: config.JWT_JWKS_ALLOW_ADMIN, confirmWindowMs: config.CONFIRM_WINDOW_MS,
     registry, log, dataKeys: [config.DATA_KEY], admissionTokenSeconds: config.ADMISSION_TOKEN_SECONDS,
-    createSubscriber: (name) => createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, name, redisError), liveStockIntervalMs: config.LIVE_STOCK_INTERVAL_MS,
+    createSubscriber: subscriberConnection, liveStockIntervalMs: config.LIVE_STOCK_INTERVAL_MS,
     saleRetireAfterMs: config.SALE_RETIRE_AFTER_MS,
   });
 
@@ -120,7 +121,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     ? new ResponseCache({ schema, persisted, registry, maxAgeMs: config.RESPONSE_CACHE_MAX_AGE_MS })
     : null;
   const cacheEvents = responseCache && new ResponseCacheInvalidation(
-    responseCache, (name) => createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, name, redisError), config.REDIS_PREFIX, log.child({ source: 'response-cache' }),
+    responseCache, subscriberConnection, config.REDIS_PREFIX, log.child({ source: 'response-cache' }),
   );
   await cacheEvents?.start(services.events);
   const fastLane = new FastLane(yoga as unknown as ConstructorParameters<typeof FastLane>[0], persisted, registry, responseCache);

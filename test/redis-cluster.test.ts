@@ -136,6 +136,44 @@ describe('on Redis Cluster', () => {
     }
   });
 
+  it("gives the other instance's subscribers a fresh snapshot after its pub/sub connection drops and returns on another node", async () => {
+    const { saleId, itemIds } = await createSale(t, { stock: 50, perUserLimit: 5 });
+    const ws = wsClient(other.url);
+    const sub = new Recorder<{ stockChanged: { version: number; items: { available: number; sold: number }[] } }>(ws, STOCK_CHANGED, { saleId });
+    try {
+      const first = (await sub.waitFor(() => true)).data!.stockChanged;
+      // Let both status watches see the new sale first: their first look at a sale may announce it.
+      await new Promise((r) => setTimeout(r, 600));
+      expect(sub.events).toHaveLength(1);
+      // A change no event announces (straight to the stock engine), as if its events were lost.
+      const silent = await other.services.engine.reserve(saleId, { saleItemId: itemIds[0], customerId: 'cluster-silent', quantity: 3, idempotencyKey: 'silent-1', mutation: 'reserve' });
+      expect(silent.ok).toBe(true);
+      await new Promise((r) => setTimeout(r, 400));
+      expect(sub.events).toHaveLength(1);
+
+      // The instance's pub/sub connection is a plain connection to one node; dropped, it comes
+      // back on the next node (a node that failed over would stay gone).
+      const name = other.services.live.hub.connectionName;
+      const where = await cluster.clientsNamed(name);
+      expect(where).toHaveLength(1);
+      await cluster.killClient(where[0].port, where[0].id);
+      const fresh = await sub.waitFor((d) => d.stockChanged.items[0].available === 47, 5000);
+      expect(fresh.data!.stockChanged.version).toBeGreaterThan(first.version);
+      const now = await cluster.clientsNamed(name);
+      expect(now).toHaveLength(1);
+      expect(now[0].port).not.toBe(where[0].port);
+
+      // Events published after the move still arrive.
+      const bought = await t.client.gql(PURCHASE, { input: { saleItemId: itemIds[0], quantity: 1, idempotencyKey: 'after-move' } }, await t.token('cluster-after-move'));
+      expect(bought.data.purchase.__typename).toBe('PurchaseSuccess');
+      const later = await sub.waitFor((d) => d.stockChanged.items[0].sold === 1, 5000);
+      expect(later.data!.stockChanged.items[0].available).toBe(46);
+    } finally {
+      sub.stop();
+      await ws.dispose();
+    }
+  });
+
   it('serves sales whose slots live on different nodes, each from its own node', async () => {
     const homes = new Map<number, { saleId: string; itemId: string }>();
     for (let i = 0; i < 12 && homes.size < 2; i++) {

@@ -134,6 +134,31 @@ export class LocalRedisCluster {
     }
   }
 
+  /** Pub/sub connections with this name (CLIENT SETNAME), on whichever node each is. */
+  async clientsNamed(name: string): Promise<{ port: number; id: string }[]> {
+    const found: { port: number; id: string }[] = [];
+    for (const port of this.ports) {
+      const probe = new Redis({ port, host: '127.0.0.1' });
+      try {
+        const list = (await probe.call('CLIENT', 'LIST', 'TYPE', 'pubsub')) as string;
+        for (const line of list.split('\n').filter((l) => l.includes(` name=${name} `))) found.push({ port, id: /\bid=(\d+)/.exec(line)![1] });
+      } finally {
+        probe.disconnect();
+      }
+    }
+    return found;
+  }
+
+  /** CLIENT KILL ID on one node: the connection drops as if the network had cut it. */
+  async killClient(port: number, id: string): Promise<void> {
+    const probe = new Redis({ port, host: '127.0.0.1' });
+    try {
+      if ((await probe.call('CLIENT', 'KILL', 'ID', id)) !== 1) throw new Error(`no client ${id} on ${port}`);
+    } finally {
+      probe.disconnect();
+    }
+  }
+
   /** Which node (by port) serves a key. */
   async portOf(key: string): Promise<number> {
     const probe = new Redis({ port: this.ports[0], host: '127.0.0.1' });
