@@ -124,7 +124,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     responseCache, subscriberConnection, config.REDIS_PREFIX, log.child({ source: 'response-cache' }),
   );
   await cacheEvents?.start(services.events);
-  const fastLane = new FastLane(yoga as unknown as ConstructorParameters<typeof FastLane>[0], persisted, registry, responseCache);
+  const fastLane = new FastLane(yoga as unknown as ConstructorParameters<typeof FastLane>[0], persisted, registry, hardening.cors, responseCache);
   const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
     hardening.applyHeaders(res);
     const path = req.url?.split('?')[0];

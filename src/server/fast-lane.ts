@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getOperationAST, parse, type ExecutionResult } from 'graphql';
 import { processRegularResult, type YogaServerInstance } from 'graphql-yoga';
+import { getCORSHeadersByRequestAndOptions, type CORSOptions } from '@whatwg-node/server';
 import { Counter, type Histogram, type Registry } from 'prom-client';
 import { PersistedOperations } from './persisted-operations.js';
 import type { CacheTicket, ResponseCache } from './response-cache.js';
@@ -19,16 +20,16 @@ type Params = { query?: string; variables?: Record<string, unknown> | null; oper
 type Operation = { operationName: string; operationType: string };
 
 /**
- * Answers the common GraphQL request (one JSON POST to /graphql, no browser Origin, a JSON answer
- * wanted) without Yoga's Node-to-Fetch adapter, which cost more than the purchase itself: a Fetch
+ * Answers the common GraphQL request (one JSON POST to /graphql, a JSON answer wanted) without Yoga's Node-to-Fetch adapter, which cost more than the purchase itself: a Fetch
  * Request with an AbortSignal per request, a body stream piped through the size limit, and a
  * Fetch Response copied back to Node. The request still goes through the same Yoga instance from
  * its parameters on (`getResultForParams`): persisted-operation lookup, parse and validation
  * caches, context, every envelop plugin (rate limits, masking, logging, metrics), and the answer
  * is built by Yoga's own `processRegularResult`. What this lane does itself is only what the
- * adapter did: the request id header, the HTTP-duration metric, and writing the bytes.
+ * adapter did: the request id header, a browser's CORS headers (computed by the function Yoga's
+ * CORS plugin calls, from the same options), the HTTP-duration metric, and writing the bytes.
  *
- * Anything else (GET, batches, CORS requests, SSE or multipart Accept, chunked or large bodies,
+ * Anything else (GET, OPTIONS, batches, SSE or multipart Accept, chunked or large bodies,
  * malformed JSON or parameters) goes to Yoga as before, with the body already read handed over,
  * so its answers, errors included, are Yoga's.
  */
@@ -44,6 +45,8 @@ export class FastLane {
     private readonly yoga: YogaServerInstance<Record<string, unknown>, Record<string, unknown>>,
     private readonly persisted: PersistedOperations,
     registry: Registry,
+    /** The CORS options Yoga was given (`hardening.cors`). */
+    private readonly cors: CORSOptions | false,
     /** Anonymous stock reads answered from here while their sale is unchanged; null: off. */
     private readonly cache: ResponseCache | null = null,
   ) {
@@ -70,7 +73,7 @@ export class FastLane {
         const cached = key === null ? undefined : this.cache!.cached(key);
         if (cached) {
           this.lanes.inc({ lane: 'cache' });
-          return this.cache!.serve(req, res, cached, started);
+          return this.cache!.serve(req, res, cached, started, this.corsHeaders(req));
         }
         const params = this.paramsOf(body);
         const operation = params && this.operationOf(params);
@@ -101,7 +104,7 @@ export class FastLane {
   }
 
   private eligible(req: IncomingMessage): string | null {
-    if (req.method !== 'POST' || req.url !== '/graphql' || req.headers.origin !== undefined) return null;
+    if (req.method !== 'POST' || req.url !== '/graphql') return null;
     const type = req.headers['content-type'];
     if (!type || !/^application\/json\s*(;\s*charset=utf-8\s*)?$/i.test(type)) return null;
     const length = Number(req.headers['content-length']);
@@ -182,10 +185,27 @@ export class FastLane {
       headers[name] = value;
     });
     headers['content-length'] = String(Buffer.byteLength(text));
-    res.writeHead(response.status, headers).end(text);
+    res.writeHead(response.status, { ...headers, ...this.corsHeaders(req) }).end(text);
+    // Kept without the CORS headers: a hit is answered with those of its own Origin.
     if (ticket) this.cache!.keep(ticket, response.status, headers, text);
     this.httpDuration?.observe({ ...operation, method: 'POST', statusCode: response.status }, (performance.now() - started) / 1000);
   }
+
+  /** What Yoga's CORS plugin adds to every answer to a request with an Origin; none without one. */
+  private corsHeaders(req: IncomingMessage): Record<string, string> | undefined {
+    if (req.headers.origin === undefined || this.cors === false) return undefined;
+    const request = { headers: { get: (name: string) => headerValue(req.headers[name]) } } as Parameters<typeof getCORSHeadersByRequestAndOptions>[0];
+    const headers = getCORSHeadersByRequestAndOptions(request, this.cors);
+    if (!headers) return undefined;
+    // Fetch Headers, which Yoga's answer is built in, name them in lower case.
+    const lower: Record<string, string> = {};
+    for (const name in headers) lower[name.toLowerCase()] = headers[name];
+    return lower;
+  }
+}
+
+function headerValue(value: string | string[] | undefined): string | null {
+  return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value;
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { Server, ServerResponse } from 'node:http';
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
 import { GraphQLError, Kind, NoSchemaIntrospectionCustomRule, visit, BREAK, type DocumentNode, type ValidationContext } from 'graphql';
+import type { CORSOptions } from '@whatwg-node/server';
 import type { Plugin, YogaServerOptions } from 'graphql-yoga';
 import type { Config } from '../config.js';
 
@@ -13,7 +14,8 @@ import type { Config } from '../config.js';
 export interface Hardening {
   /** Yoga plugins: document limits (graphql-armor), introspection switch, body size limit, parse errors as 400. */
   plugins: Plugin[];
-  cors: YogaServerOptions<Record<string, unknown>, Record<string, unknown>>['cors'];
+  /** For Yoga, and for the fast lane's answers to the same browsers. */
+  cors: CORSOptions | false;
   batching: YogaServerOptions<Record<string, unknown>, Record<string, unknown>>['batching'];
   /** Sets the security headers on any HTTP answer, GraphQL or not. */
   applyHeaders(res: ServerResponse): void;

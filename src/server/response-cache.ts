@@ -59,10 +59,10 @@ export interface ResponseCacheOptions {
  * the miss began (`CacheTicket`).
  *
  * The fast lane consults it (`keyOf`, `cached`, `serve`; on a miss `begin`, then `keep` with the
- * answer it wrote), so only requests it takes are looked up: a JSON POST to /graphql without
- * Origin, here also without Authorization, keyed by the exact body and Accept header. An answer is
- * kept only when it is 200 without `errors`; a hit is written with the stored status, headers and
- * body and the caller's (or a new) request id.
+ * answer it wrote), so only requests it takes are looked up: a JSON POST to /graphql, here also
+ * without Authorization, keyed by the exact body and Accept header. An answer is kept only when
+ * it is 200 without `errors`, without CORS headers; a hit is written with the stored status,
+ * headers and body, the caller's (or a new) request id and, for a browser, its own CORS headers.
  */
 export class ResponseCache {
   private readonly entries = new Map<string, CachedAnswer>();
@@ -155,10 +155,11 @@ export class ResponseCache {
     return undefined;
   }
 
-  serve(req: IncomingMessage, res: ServerResponse, entry: CachedAnswer, started: number): void {
+  /** Writes a hit, with the request's own CORS headers (`cors`) when it came from a browser. */
+  serve(req: IncomingMessage, res: ServerResponse, entry: CachedAnswer, started: number, cors?: Record<string, string>): void {
     this.requests.inc({ result: 'hit' });
     res.setHeader(REQUEST_ID_HEADER, acceptedRequestId(req.headers[REQUEST_ID_HEADER]) ?? randomUUID());
-    res.writeHead(200, entry.headers).end(entry.text);
+    res.writeHead(200, cors ? { ...entry.headers, ...cors } : entry.headers).end(entry.text);
     this.httpDuration?.observe({ operationName: entry.operationName, operationType: 'query', method: 'POST', statusCode: 200 }, (performance.now() - started) / 1000);
   }
 
