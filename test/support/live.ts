@@ -1,6 +1,8 @@
 import { createClient, type Client } from 'graphql-ws';
 import { request } from 'undici';
+import { expect } from 'vitest';
 import WebSocket from 'ws';
+import type { StockEngine } from '../../src/services/stock/engine.js';
 import { eventually } from './harness.js';
 
 export const STOCK_CHANGED = `subscription($saleId: ID!) { stockChanged(saleId: $saleId) { saleId status version at items { saleItemId available reserved sold } } }`;
@@ -123,4 +125,22 @@ export async function firstSseEvent(baseUrl: string, query: string, variables: R
     controller.abort();
   }
   throw new Error('the event stream ended without an event');
+}
+
+/**
+ * The setting of the "fresh snapshot after the pub/sub connection returns" tests: a stock
+ * subscriber that has its first snapshot and nothing else (status watches settled), then a hold
+ * made straight in the stock engine, which no event announces, as if its events were lost.
+ * Returns the first snapshot's version.
+ */
+export async function silentHoldAfterSnapshot(sub: Recorder<{ stockChanged: StockUpdate }>, engine: StockEngine, saleId: string, saleItemId: string, customerId: string): Promise<number> {
+  const first = (await sub.waitFor(() => true)).data!.stockChanged;
+  // Let the status watches see the new sale first: their first look at a sale may announce it.
+  await new Promise((r) => setTimeout(r, 600));
+  expect(sub.events).toHaveLength(1);
+  const silent = await engine.reserve(saleId, { saleItemId, customerId, quantity: 3, idempotencyKey: 'silent-1', mutation: 'reserve' });
+  expect(silent.ok).toBe(true);
+  await new Promise((r) => setTimeout(r, 400));
+  expect(sub.events).toHaveLength(1);
+  return first.version;
 }
