@@ -20,8 +20,9 @@ type Params = { query?: string; variables?: Record<string, unknown> | null; oper
 type Operation = { operationName: string; operationType: string };
 
 /**
- * Answers the common GraphQL request (one JSON POST to /graphql, a JSON answer wanted) without Yoga's Node-to-Fetch adapter, which cost more than the purchase itself: a Fetch
- * Request with an AbortSignal per request, a body stream piped through the size limit, and a
+ * Answers the common GraphQL request (one JSON POST to /graphql, a JSON answer wanted), from a
+ * browser too, without Yoga's Node-to-Fetch adapter, which cost more than the purchase itself: a
+ * Fetch Request with an AbortSignal per request, a body stream piped through the size limit, and a
  * Fetch Response copied back to Node. The request still goes through the same Yoga instance from
  * its parameters on (`getResultForParams`): persisted-operation lookup, parse and validation
  * caches, context, every envelop plugin (rate limits, masking, logging, metrics), and the answer
