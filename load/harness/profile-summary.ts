@@ -31,7 +31,9 @@ export function packageOf(url: string, functionName: string): string {
   if (functionName === '(program)') return '(program)';
   const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (m) return m[1];
-  if (url.includes('/src/')) return `src/${url.split('/src/')[1].split('/')[0]}`;
+  // Our own code, under tsx (src/) or compiled (dist/): by folder, e.g. src/services.
+  const own = /\/(?:src|dist)\/(?:([^/]+)\/)?[^/]+$/.exec(url);
+  if (own) return own[1] ? `src/${own[1]}` : 'src';
   if (url.startsWith('node:')) return url.split('/')[0];
   return url ? 'other' : '(native)';
 }

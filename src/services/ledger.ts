@@ -2,11 +2,46 @@ import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import type { StockEventRow } from '../db/types.js';
-import type { RedisClient } from '../redis.js';
 import { decodeCursor, pageSize, toPage, type Page } from './pagination.js';
-import type { StockEngine } from './stock/engine.js';
+import type { LiveReservation, OutboxEntry, StockEngine } from './stock/engine.js';
 
 const BATCH = 1000;
+
+/**
+ * One statement copies a batch: its stock events (idempotent on the stream entry id) and the
+ * current state of the holds they name. Autocommitted, so both parts land or neither; `unnest`
+ * keeps it to a few array parameters however large the batch.
+ */
+function copyBatch(saleId: string, entries: readonly OutboxEntry[], holds: readonly LiveReservation[]) {
+  const ev = <T>(f: (e: OutboxEntry) => T) => entries.map(f);
+  const hold = <T>(f: (h: LiveReservation) => T) => holds.map(f);
+  return sql`
+    with events as (
+      insert into stock_events (sale_id, sale_item_id, stream_id, kind, delta, available_after, customer_id, reservation_id, reason, at)
+      select ${saleId}, e.item, e.stream_id, e.kind, e.delta, e.after, e.cust, e.res, e.reason,
+        timestamptz 'epoch' + e.at * interval '1 millisecond'
+      from unnest(${ev((e) => e.saleItemId)}::text[], ${ev((e) => e.streamId)}::text[], ${ev((e) => e.kind)}::text[],
+        ${ev((e) => e.delta)}::int4[], ${ev((e) => e.availableAfter)}::int4[], ${ev((e) => e.customerId)}::text[],
+        ${ev((e) => e.reservationId)}::text[], ${ev((e) => e.reason)}::text[], ${ev((e) => e.at)}::int8[])
+        with ordinality as e(item, stream_id, kind, delta, after, cust, res, reason, at, ord)
+      order by e.ord
+      on conflict (sale_id, stream_id, sale_item_id) do nothing
+    )
+    insert into reservations (id, sale_id, sale_item_id, customer_id, quantity, status, end_reason, idempotency_key,
+      from_waitlist, created_at, expires_at, ended_at)
+    select h.id, ${saleId}, h.item, h.cust, h.qty, h.status, h.end_reason, h.idem, h.wl,
+      timestamptz 'epoch' + h.created * interval '1 millisecond', timestamptz 'epoch' + h.expires * interval '1 millisecond',
+      case when h.status in ('EXPIRED', 'RELEASED') then now() end
+    from unnest(${hold((h) => h.id)}::text[], ${hold((h) => h.saleItemId)}::text[], ${hold((h) => h.customerId)}::text[],
+      ${hold((h) => h.quantity)}::int4[], ${hold((h) => (h.status === 'CONFIRMING' ? 'HELD' : h.status))}::text[],
+      ${hold((h) => h.endReason)}::text[], ${hold((h) => h.idempotencyKey)}::text[], ${hold((h) => h.fromWaitlist)}::bool[],
+      ${hold((h) => h.createdAt)}::int8[], ${hold((h) => h.expiresAt)}::int8[])
+      as h(id, item, cust, qty, status, end_reason, idem, wl, created, expires)
+    -- Rows locked in id order, so two drainers of the same batch never deadlock.
+    order by h.id
+    on conflict (id) do update set
+      status = excluded.status, end_reason = excluded.end_reason, ended_at = coalesce(reservations.ended_at, excluded.ended_at)`;
+}
 
 /**
  * Copies each sale's outbox stream (appended by the same Lua script that changed the stock) into
@@ -17,7 +52,6 @@ const BATCH = 1000;
 export class LedgerDrainer {
   constructor(
     private readonly db: Db,
-    private readonly redis: RedisClient,
     private readonly engine: StockEngine,
     private readonly log: Logger,
   ) {}
@@ -30,50 +64,15 @@ export class LedgerDrainer {
   }
 
   async drainSale(saleId: string): Promise<number> {
-    const key = this.engine.keys.outbox(saleId);
     let written = 0;
     for (;;) {
-      const entries = (await this.redis.xrange(key, '-', '+', 'COUNT', BATCH)) as [string, string[]][];
+      const { entries, holds } = await this.engine.readOutbox(saleId, BATCH);
       if (entries.length === 0) return written;
-      const rows = entries.map(([streamId, flat]) => {
-        const f: Record<string, string> = {};
-        for (let i = 0; i < flat.length; i += 2) f[flat[i]] = flat[i + 1];
-        return {
-          sale_id: saleId, sale_item_id: f.i, stream_id: streamId, kind: f.k as StockEventRow['kind'], delta: Number(f.d),
-          available_after: Number(f.a), customer_id: f.c || null, reservation_id: f.r || null, reason: f.w || null, at: new Date(Number(f.t)),
-        };
-      });
-      await this.db.transaction().execute(async (tx) => {
-        await tx.insertInto('stock_events').values(rows).onConflict((oc) => oc.columns(['sale_id', 'stream_id', 'sale_item_id']).doNothing()).execute();
-        await this.copyReservations(tx, saleId, [...new Set(rows.map((r) => r.reservation_id).filter((x): x is string => !!x))]);
-      });
-      await this.redis.xdel(key, ...entries.map(([id]) => id));
+      await copyBatch(saleId, entries, holds).execute(this.db);
+      await this.engine.trimOutbox(saleId, entries.map((e) => e.streamId));
       written += entries.length;
       if (entries.length < BATCH) return written;
     }
-  }
-
-  private async copyReservations(tx: Db, saleId: string, ids: string[]): Promise<void> {
-    if (ids.length === 0) return;
-    const live = await Promise.all(ids.map((id) => this.engine.reservation(saleId, id)));
-    const rows = live
-      .filter((r) => r !== null)
-      .map((r) => ({
-        id: r.id, sale_id: saleId, sale_item_id: r.saleItemId, customer_id: r.customerId, quantity: r.quantity,
-        status: r.status === 'CONFIRMING' ? ('HELD' as const) : r.status, end_reason: r.endReason, idempotency_key: r.idempotencyKey,
-        from_waitlist: r.fromWaitlist, created_at: new Date(r.createdAt), expires_at: new Date(r.expiresAt),
-        ended_at: r.status === 'EXPIRED' || r.status === 'RELEASED' ? new Date() : null,
-      }));
-    if (rows.length === 0) return;
-    await tx
-      .insertInto('reservations')
-      .values(rows)
-      .onConflict((oc) =>
-        oc.column('id').doUpdateSet({
-          status: sql`excluded.status`, end_reason: sql`excluded.end_reason`, ended_at: sql`coalesce(reservations.ended_at, excluded.ended_at)`,
-        }),
-      )
-      .execute();
   }
 
   async events(saleItemId: string, args: { first?: number | null; after?: string | null }): Promise<Page<StockEventRow>> {

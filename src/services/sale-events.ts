@@ -13,10 +13,16 @@ export type SaleEvent =
 /**
  * Publishes small events on the sale's Redis pub/sub channel, so every instance hears them.
  * Events name what changed; receivers read the current state, so a lost or late event never
- * shows a wrong state, and bursts coalesce.
+ * shows a wrong state, and bursts coalesce: the events of one event-loop turn leave as one message
+ * per sale (a JSON array when there are several), each distinct event once. At a sale's opening a
+ * turn holds dozens of purchases with three events each; one PUBLISH instead of a hundred saves
+ * this process, Redis and every receiving instance the work.
  */
 export class SaleEvents {
   private readonly publishing: ((saleId: string) => void)[] = [];
+  /** This turn's events by sale, each distinct text once, in the order first published. */
+  private pending = new Map<string, Set<string>>();
+  private flushed: Promise<void> | null = null;
 
   constructor(
     private readonly publisher: RedisClient,
@@ -37,14 +43,31 @@ export class SaleEvents {
     return `${this.prefix}events:{sale:${saleId}}`;
   }
 
-  private async publish(event: SaleEvent): Promise<void> {
+  /** Resolves once the event has left for Redis (or failed to: events are hints, never errors). */
+  private publish(event: SaleEvent): Promise<void> {
     for (const listener of this.publishing) listener(event.saleId);
-    try {
-      await this.publisher.publish(this.channel(event.saleId), JSON.stringify(event));
-    } catch (err) {
-      // Events are hints; the next one (or a snapshot) carries the state. Never fail a sale for one.
-      this.log.warn({ err, saleId: event.saleId, type: event.type }, 'event publish failed');
-    }
+    let texts = this.pending.get(event.saleId);
+    if (!texts) this.pending.set(event.saleId, (texts = new Set()));
+    texts.add(JSON.stringify(event));
+    // After this turn's I/O callbacks, so every request answered in the same turn joins.
+    return (this.flushed ??= new Promise<void>((resolve) => setImmediate(() => resolve(this.flush()))));
+  }
+
+  private async flush(): Promise<void> {
+    const batches = this.pending;
+    this.pending = new Map();
+    this.flushed = null;
+    await Promise.all(
+      [...batches].map(async ([saleId, texts]) => {
+        const message = texts.size === 1 ? [...texts][0] : `[${[...texts].join(',')}]`;
+        try {
+          await this.publisher.publish(this.channel(saleId), message);
+        } catch (err) {
+          // The next event (or a snapshot) carries the state. Never fail a sale for one.
+          this.log.warn({ err, saleId, events: texts.size }, 'event publish failed');
+        }
+      }),
+    );
   }
 
   stockChanged(saleId: string) {

@@ -117,15 +117,16 @@ export class ChannelHub {
     for (const listener of this.resyncListeners) listener();
   }
 
+  /** A message is one event, or a JSON array of the events one instance published in one turn. */
   private deliver(listeners: Set<EventListener> | undefined, message: string): void {
     if (!listeners || listeners.size === 0) return;
-    let event: SaleEvent;
+    let events: SaleEvent | SaleEvent[];
     try {
-      event = JSON.parse(message) as SaleEvent;
+      events = JSON.parse(message) as SaleEvent | SaleEvent[];
     } catch {
       this.log.warn({ message: message.slice(0, 200) }, 'unreadable event ignored');
       return;
     }
-    for (const listener of listeners) listener(event);
+    for (const event of Array.isArray(events) ? events : [events]) for (const listener of listeners) listener(event);
   }
 }

@@ -25,6 +25,7 @@ const SCRIPTS = {
   fsInitSale: 'init-sale',
   fsSetSale: 'set-sale',
   fsSnapshot: 'snapshot',
+  fsOutboxRead: 'outbox-read',
   fsRebuildSale: 'rebuild-sale',
   fsWaitlistJoin: 'waitlist-join',
   fsWaitlistLeave: 'waitlist-leave',
@@ -53,6 +54,7 @@ declare module 'ioredis' {
     fsInitSale(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsSetSale(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsSnapshot(meta: string): Promise<Raw>;
+    fsOutboxRead(meta: string, count: number): Promise<Raw>;
     fsRebuildSale(meta: string, payload: string): Promise<Raw>;
     fsWaitlistJoin(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsWaitlistLeave(meta: string, ...args: (string | number)[]): Promise<Raw>;
@@ -124,6 +126,39 @@ export interface SaleSnapshot {
   revision: string | null;
   soldOutAt: number | null;
   items: Map<string, ItemLevel>;
+}
+
+/** One entry of a sale's outbox: a stock change, appended by the script that made it. */
+export interface OutboxEntry {
+  streamId: string;
+  saleItemId: string;
+  kind: string;
+  delta: number;
+  availableAfter: number;
+  customerId: string | null;
+  reservationId: string | null;
+  reason: string | null;
+  /** Milliseconds since the epoch, by Redis' clock. */
+  at: number;
+}
+
+function liveReservation(saleId: string, id: string, h: Record<string, string>): LiveReservation | null {
+  if (!h.item) return null;
+  return {
+    id,
+    saleId,
+    saleItemId: h.item,
+    customerId: h.cust,
+    quantity: Number(h.qty),
+    status: h.status as LiveReservation['status'],
+    createdAt: Number(h.created),
+    expiresAt: Number(h.expires),
+    endReason: h.reason || null,
+    orderId: h.order || null,
+    idempotencyKey: h.idem || null,
+    fromWaitlist: h.wl === '1',
+    cancelled: h.cancelled === '1',
+  };
 }
 
 export interface LiveReservation {
@@ -336,23 +371,30 @@ export class StockEngine {
   }
 
   async reservation(saleId: string, reservationId: string): Promise<LiveReservation | null> {
-    const h = await this.redis.hgetall(this.keys.reservation(saleId, reservationId));
-    if (!h.item) return null;
-    return {
-      id: reservationId,
-      saleId,
-      saleItemId: h.item,
-      customerId: h.cust,
-      quantity: Number(h.qty),
-      status: h.status as LiveReservation['status'],
-      createdAt: Number(h.created),
-      expiresAt: Number(h.expires),
-      endReason: h.reason || null,
-      orderId: h.order || null,
-      idempotencyKey: h.idem || null,
-      fromWaitlist: h.wl === '1',
-      cancelled: h.cancelled === '1',
-    };
+    return liveReservation(saleId, reservationId, await this.redis.hgetall(this.keys.reservation(saleId, reservationId)));
+  }
+
+  /** The oldest `count` outbox entries of a sale, and the current state of the holds they name. */
+  async readOutbox(saleId: string, count: number): Promise<{ entries: OutboxEntry[]; holds: LiveReservation[] }> {
+    const [rawEntries, rawHolds] = (await this.redis.fsOutboxRead(this.keys.meta(saleId), count)) as [[string, string[]][], [string, string[]][]];
+    const entries = rawEntries.map(([streamId, flat]): OutboxEntry => {
+      const f: Record<string, string> = {};
+      for (let i = 0; i < flat.length; i += 2) f[flat[i]] = flat[i + 1];
+      return { streamId, saleItemId: f.i, kind: f.k, delta: Number(f.d), availableAfter: Number(f.a), customerId: f.c || null, reservationId: f.r || null, reason: f.w || null, at: Number(f.t) };
+    });
+    const holds: LiveReservation[] = [];
+    for (const [id, flat] of rawHolds) {
+      const h: Record<string, string> = {};
+      for (let i = 0; i < flat.length; i += 2) h[flat[i]] = flat[i + 1];
+      const r = liveReservation(saleId, id, h);
+      if (r) holds.push(r);
+    }
+    return { entries, holds };
+  }
+
+  /** Removes outbox entries once they are copied. */
+  async trimOutbox(saleId: string, streamIds: readonly string[]): Promise<void> {
+    if (streamIds.length > 0) await this.redis.xdel(this.keys.outbox(saleId), ...streamIds);
   }
 
   /** The customer's reservation ids in a sale, newest first. */
