@@ -1,7 +1,12 @@
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { WebSocketServer } from 'ws';
 import { parseBenchOptions } from '../load/harness/bench-options.js';
+import { GraphqlClient } from '../load/harness/graphql-client.js';
+import { webSocketFrom } from '../load/harness/scenarios/subscribers.js';
 import { runBench } from '../load/harness/run-bench.js';
 import { createProgress } from '../load/harness/progress.js';
 import { acceptQueueLength } from '../load/harness/server-process.js';
@@ -51,6 +56,40 @@ describe('the accept-queue gauge of the bench', () => {
     } finally {
       for (const s of sockets) s.destroy();
       child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('the load generator as a browser or as an app', () => {
+  it('sends Origin on HTTP requests and WebSocket upgrades only when --origin is given', async () => {
+    const seen: IncomingHttpHeaders[] = [];
+    const server = createServer((req, res) => {
+      seen.push(req.headers);
+      res.setHeader('content-type', 'application/json');
+      res.end('{"data":{}}');
+    });
+    const wss = new WebSocketServer({ server });
+    wss.on('connection', (socket, req) => {
+      seen.push(req.headers);
+      socket.close();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    try {
+      for (const origin of [parseBenchOptions(['--origin=http://shop.localhost:5173'], {}).origin, parseBenchOptions([], {}).origin]) {
+        seen.length = 0;
+        const client = new GraphqlClient(url, 1, origin);
+        await client.post('{}');
+        await client.close();
+        const Socket = webSocketFrom(origin);
+        const ws = new Socket(url.replace('http', 'ws'));
+        await once(ws, 'close');
+        expect(seen.map((h) => h.origin), origin || 'no origin').toEqual(origin ? [origin, origin] : [undefined, undefined]);
+      }
+    } finally {
+      wss.close();
+      server.close();
     }
   });
 });

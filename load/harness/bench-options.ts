@@ -41,6 +41,11 @@ export interface BenchOptions {
   cpuProfDir: string;
   /** Loopback only: the bench refuses any other host. */
   host: string;
+  /**
+   * `Origin` header on every API request, as a web page's requests carry it (the answers then
+   * carry CORS headers); empty sends none, as a mobile app or a server-side client does.
+   */
+  origin: string;
 }
 
 export const ALL_SCENARIOS = ['storm-closed', 'storm-open', 'reads', 'flow', 'subscribers', 'ceiling', 'redis-benchmark'] as const;
@@ -67,6 +72,7 @@ export const FULL_DEFAULTS: BenchOptions = {
   progress: true,
   cpuProfDir: '',
   host: '127.0.0.1',
+  origin: '',
 };
 
 /** The CI smoke size: a few seconds, correctness only. */

@@ -10,12 +10,12 @@ export interface GraphqlReply {
 /**
  * GraphQL over HTTP on a keep-alive pool of `connections` sockets (one per simulated phone in a
  * closed loop). Request bodies are prebuilt strings so the load generator spends its CPU on
- * sending, not on serialising.
+ * sending, not on serialising. `pageOrigin`: the `Origin` a browser would send, if any.
  */
 export class GraphqlClient {
   private readonly pool: Pool;
 
-  constructor(readonly origin: string, connections: number) {
+  constructor(readonly origin: string, connections: number, private readonly pageOrigin = '') {
     assertLoopback(origin);
     this.pool = new Pool(origin, { connections, pipelining: 1, keepAliveTimeout: 60_000, headersTimeout: 30_000, bodyTimeout: 30_000 });
   }
@@ -23,6 +23,7 @@ export class GraphqlClient {
   async post(body: string, token?: string, path = '/graphql'): Promise<GraphqlReply> {
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' };
     if (token) headers.authorization = `Bearer ${token}`;
+    if (this.pageOrigin) headers.origin = this.pageOrigin;
     const res = await this.pool.request({ origin: this.origin, path, method: 'POST', headers, body });
     const text = await res.body.text();
     let parsed: { data?: Record<string, any> | null; errors?: GraphqlReply['errors'] } = {};

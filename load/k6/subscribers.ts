@@ -9,7 +9,7 @@ import type { Options } from 'k6/options';
 import { WebSocket } from 'k6/websockets';
 import { setTimeout, clearTimeout } from 'k6/timers';
 import { PURCHASE } from '../harness/operations.ts';
-import { intEnv, WS_URL } from './lib/env.ts';
+import { intEnv, ORIGIN, WS_URL } from './lib/env.ts';
 import { gql, outcome } from './lib/graphql.ts';
 import { signToken } from './lib/jwt.ts';
 import { createSale, type SaleRef } from './lib/sale.ts';
@@ -39,7 +39,7 @@ export function setup(): SaleRef {
 }
 
 export function watch(sale: SaleRef): void {
-  const ws = new WebSocket(WS_URL, null, { headers: { 'Sec-WebSocket-Protocol': 'graphql-transport-ws' } });
+  const ws = new WebSocket(WS_URL, null, { headers: { 'Sec-WebSocket-Protocol': 'graphql-transport-ws', ...(ORIGIN ? { Origin: ORIGIN } : {}) } });
   const giveUp = setTimeout(() => ws.close(), (WATCH_SECONDS + 20) * 1000);
   ws.onopen = () => ws.send(JSON.stringify({ type: 'connection_init', payload: {} }));
   ws.onmessage = (e) => {

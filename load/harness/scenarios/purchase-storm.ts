@@ -17,7 +17,7 @@ export async function runPurchaseStorm(ctx: BenchContext, mode: 'closed' | 'open
   const { opts } = ctx;
   const sale = await createBenchSale(ctx.setup, ctx.admin, { name: `storm-${mode}`, stock: opts.stock, perUserLimit: opts.perUserLimit });
   const connections = mode === 'closed' ? opts.concurrency : opts.maxInFlight;
-  const client = new GraphqlClient(ctx.server.origin, connections);
+  const client = new GraphqlClient(ctx.server.origin, connections, opts.origin);
   const recorder = new LatencyRecorder();
   const orderIds = new Set<string>();
   const customers = Math.min(opts.customers, ctx.tokens.length);

@@ -17,7 +17,7 @@ import { performance } from 'node:perf_hooks';
 export async function runReserveConfirm(ctx: BenchContext): Promise<ScenarioResult> {
   const { opts } = ctx;
   const sale = await createBenchSale(ctx.setup, ctx.admin, { name: 'flow', stock: opts.stock, perUserLimit: opts.perUserLimit });
-  const client = new GraphqlClient(ctx.server.origin, opts.flowConcurrency);
+  const client = new GraphqlClient(ctx.server.origin, opts.flowConcurrency, opts.origin);
   const recorder = new LatencyRecorder();
   const reserveLatency = new LatencyRecorder();
   const confirmLatency = new LatencyRecorder();

@@ -12,7 +12,7 @@ import { ServerWatch } from '../server-process.js';
 export async function runStockReads(ctx: BenchContext): Promise<ScenarioResult> {
   const { opts } = ctx;
   const sale = await createBenchSale(ctx.setup, ctx.admin, { name: 'reads', stock: opts.stock, perUserLimit: opts.perUserLimit });
-  const client = new GraphqlClient(ctx.server.origin, opts.readConcurrency);
+  const client = new GraphqlClient(ctx.server.origin, opts.readConcurrency, opts.origin);
   const recorder = new LatencyRecorder();
   const body = requestBody(SALE_AVAILABLE, { id: sale.saleId });
   const bar = ctx.progress.bar(`stock reads ×${opts.readConcurrency}`, opts.readSeconds, 's');

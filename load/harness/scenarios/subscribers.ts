@@ -37,7 +37,8 @@ export async function runSubscribers(ctx: BenchContext): Promise<ScenarioResult>
   const sale = await createBenchSale(ctx.setup, ctx.admin, { name: 'watched', stock: WATCHED_STOCK, perUserLimit: 1 });
   const wsUrl = `${ctx.server.origin.replace(/^http/, 'ws')}/graphql`;
 
-  const probe = await openWatcher(wsUrl, sale.saleId, 5000);
+  const socketClass = webSocketFrom(ctx.opts.origin);
+  const probe = await openWatcher(wsUrl, socketClass, sale.saleId, 5000);
   if (probe.failed) {
     probe.client.dispose();
     return skippedResult('subscribers', DESCRIPTION, `the server does not serve graphql-ws subscriptions at ${wsUrl} yet: ${probe.failed}`);
@@ -55,7 +56,7 @@ export async function runSubscribers(ctx: BenchContext): Promise<ScenarioResult>
     await Promise.all(Array.from({ length: Math.min(CONNECT_PARALLELISM, opts.subscribers) }, async () => {
       while (next < opts.subscribers) {
         next++;
-        watchers.push(await openWatcher(wsUrl, sale.saleId, FIRST_EVENT_TIMEOUT_MS));
+        watchers.push(await openWatcher(wsUrl, socketClass, sale.saleId, FIRST_EVENT_TIMEOUT_MS));
         bar.update(watchers.length);
       }
     }));
@@ -116,8 +117,18 @@ function disposeAll(watchers: Watcher[]): void {
   for (const w of watchers.splice(0)) w.client.dispose();
 }
 
+/** `ws`' WebSocket, sending `origin` on the upgrade as a browser does when one is given. */
+export function webSocketFrom(origin: string): typeof WebSocket {
+  if (!origin) return WebSocket;
+  return class extends WebSocket {
+    constructor(address: string, protocols?: string | string[]) {
+      super(address, protocols, { origin });
+    }
+  } as typeof WebSocket;
+}
+
 /** One phone watching the sale: a graphql-ws client with the two subscriptions; resolves once both sent their first event. */
-function openWatcher(url: string, saleId: string, timeoutMs: number): Promise<Watcher> {
+function openWatcher(url: string, socketClass: typeof WebSocket, saleId: string, timeoutMs: number): Promise<Watcher> {
   return new Promise((resolve) => {
     const w: Watcher = { client: null as unknown as Client, firstStatusAt: 0, firstStockAt: 0, statusSoldOutAt: 0, stockSoldOutAt: 0, failed: null };
     let settled = false;
@@ -131,7 +142,7 @@ function openWatcher(url: string, saleId: string, timeoutMs: number): Promise<Wa
     const timer = setTimeout(() => settle(`no first event within ${timeoutMs} ms`), timeoutMs);
     w.client = createClient({
       url,
-      webSocketImpl: WebSocket,
+      webSocketImpl: socketClass,
       retryAttempts: 0,
       lazy: true,
       on: {
@@ -179,7 +190,7 @@ function describe(err: unknown): string {
  * "try again") and returns the sale's soldOutAt in ms plus the purchase outcomes seen on the way.
  */
 async function sellOut(ctx: BenchContext, sale: BenchSale): Promise<{ soldOutAt: number; codes: Record<string, number> }> {
-  const client = new GraphqlClient(ctx.server.origin, sale.stock);
+  const client = new GraphqlClient(ctx.server.origin, sale.stock, ctx.opts.origin);
   const codes: Record<string, number> = {};
   try {
     await Promise.all(Array.from({ length: sale.stock }, async (_, i) => {

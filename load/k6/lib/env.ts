@@ -9,6 +9,8 @@ export const BASE_URL = (() => {
 export const GRAPHQL_URL = `${BASE_URL}/graphql`;
 export const WS_URL = GRAPHQL_URL.replace(/^http/, 'ws');
 export const JWT_SECRET = __ENV.JWT_SECRET || 'dev-secret-change-me';
+/** `Origin` on every request and upgrade, as a web page's carry it; unset sends none, as an app. */
+export const ORIGIN = __ENV.ORIGIN || '';
 
 export function intEnv(name: string, fallback: number): number {
   const raw = __ENV[name];

@@ -1,6 +1,6 @@
 import http, { type RefinedResponse } from 'k6/http';
 import { persistedIdsByName, requestBodyFor } from '../../harness/persisted-ids.ts';
-import { GRAPHQL_URL } from './env.ts';
+import { GRAPHQL_URL, ORIGIN } from './env.ts';
 
 export interface GraphqlBody {
   data?: Record<string, any> | null;
@@ -15,6 +15,7 @@ const persistedIds = persistedIdsByName(JSON.parse(open('../../../src/generated/
 export function gql(query: string, variables: Record<string, unknown>, o: { token?: string; name: string }): { res: RefinedResponse<'text'>; body: GraphqlBody } {
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' };
   if (o.token) headers.authorization = `Bearer ${o.token}`;
+  if (ORIGIN) headers.origin = ORIGIN;
   const res = http.post(GRAPHQL_URL, requestBodyFor(persistedIds, query, variables), { headers, tags: { name: o.name } });
   let body: GraphqlBody = {};
   try {
