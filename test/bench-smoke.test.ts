@@ -5,11 +5,14 @@ import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { parseBenchOptions } from '../load/harness/bench-options.js';
+import { benchIsolation, REDIS_URL as BENCH_REDIS_URL } from '../load/harness/bench-isolation.js';
 import { GraphqlClient } from '../load/harness/graphql-client.js';
+import { runBareCeiling } from '../load/harness/scenarios/bare-ceiling.js';
 import { webSocketFrom } from '../load/harness/scenarios/subscribers.js';
 import { runBench } from '../load/harness/run-bench.js';
 import { createProgress } from '../load/harness/progress.js';
 import { acceptQueueLength } from '../load/harness/server-process.js';
+import { deleteRedisPrefix } from './support/harness.js';
 
 // The CI-sized bench: a few seconds of every API scenario against a server the harness starts on
 // its own database and Redis prefix. It checks correctness only; speed is for `npm run bench`.
@@ -32,6 +35,25 @@ describe('bench smoke', () => {
     expect(report.scenarios.find((s) => s.name === 'reads')?.codes.OK).toBeGreaterThan(0);
     expect(report.correct).toBe(true);
   }, 180_000);
+});
+
+describe('the bare ceiling', () => {
+  it('runs the storm\'s closed and open loops against a bare server and sells its stock once', async () => {
+    const opts = parseBenchOptions(['--smoke', '--attempts=400', '--open-attempts=400', '--arrival-rate=400', '--stock=50'], {});
+    const prefix = benchIsolation().ceilingPrefix;
+    try {
+      for (const [mode, name] of [['closed', 'ceiling'], ['open', 'ceiling-open']] as const) {
+        const r = await runBareCeiling(opts, { redisUrl: BENCH_REDIS_URL, prefix, progress: createProgress(false) }, mode);
+        expect(r.name).toBe(name);
+        expect(r.error, name).toBeUndefined();
+        expect(r.latency.count + r.dropped, name).toBe(400);
+        expect(r.codes.OK, name).toBe(50);
+        expect(Object.keys(r.codes).filter((c) => c !== 'OK' && c !== 'SOLD_OUT' && c !== 'LIMIT_EXCEEDED'), name).toEqual([]);
+      }
+    } finally {
+      await deleteRedisPrefix(prefix);
+    }
+  }, 60_000);
 });
 
 describe('the accept-queue gauge of the bench', () => {

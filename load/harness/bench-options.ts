@@ -30,7 +30,7 @@ export interface BenchOptions {
    * connections are open; 0 measures a cold process.
    */
   warmupAttempts: number;
-  /** Which scenarios run (comma list): storm-closed, storm-open, reads, flow, subscribers, ceiling, redis-benchmark. */
+  /** Which scenarios run (comma list): storm-closed, storm-open, reads, flow, subscribers, ceiling, ceiling-open, redis-benchmark. */
   scenarios: Set<string>;
   /** Hard stop for any one scenario, seconds: the bench never runs unbounded. */
   scenarioTimeoutSeconds: number;
@@ -48,7 +48,7 @@ export interface BenchOptions {
   origin: string;
 }
 
-export const ALL_SCENARIOS = ['storm-closed', 'storm-open', 'reads', 'flow', 'subscribers', 'ceiling', 'redis-benchmark'] as const;
+export const ALL_SCENARIOS = ['storm-closed', 'storm-open', 'reads', 'flow', 'subscribers', 'ceiling', 'ceiling-open', 'redis-benchmark'] as const;
 
 export const FULL_DEFAULTS: BenchOptions = {
   workers: 1,

@@ -89,8 +89,9 @@ export async function runBench(opts: BenchOptions, progress: Progress = createPr
       server = null;
       if (code !== 0) progress.log(`warning: the API exited with ${code} on SIGTERM`);
     }
-    if (want('ceiling')) {
-      const result = await runBareCeiling(opts, { redisUrl: REDIS_URL, prefix: iso.ceilingPrefix, progress }).catch((err) => failedResult('ceiling', err));
+    for (const [name, mode] of [['ceiling', 'closed'], ['ceiling-open', 'open']] as const) {
+      if (!want(name)) continue;
+      const result = await runBareCeiling(opts, { redisUrl: REDIS_URL, prefix: iso.ceilingPrefix, progress }, mode).catch((err) => failedResult(name, err));
       scenarios.push(result);
       progress.log(summaryLine(result));
     }
