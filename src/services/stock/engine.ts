@@ -187,6 +187,13 @@ function parseEnded(list: Raw): EndedHold[] {
   });
 }
 
+/** A Redis field/value list (HGETALL, a stream entry) as an object. */
+function flatToRecord(flat: string[]): Record<string, string> {
+  const r: Record<string, string> = {};
+  for (let i = 0; i < flat.length; i += 2) r[flat[i]] = flat[i + 1];
+  return r;
+}
+
 function flatToMap(flat: string[]): Map<string, string> {
   const m = new Map<string, string>();
   for (let i = 0; i < flat.length; i += 2) m.set(flat[i], flat[i + 1]);
@@ -378,15 +385,12 @@ export class StockEngine {
   async readOutbox(saleId: string, count: number): Promise<{ entries: OutboxEntry[]; holds: LiveReservation[] }> {
     const [rawEntries, rawHolds] = (await this.redis.fsOutboxRead(this.keys.meta(saleId), count)) as [[string, string[]][], [string, string[]][]];
     const entries = rawEntries.map(([streamId, flat]): OutboxEntry => {
-      const f: Record<string, string> = {};
-      for (let i = 0; i < flat.length; i += 2) f[flat[i]] = flat[i + 1];
+      const f = flatToRecord(flat);
       return { streamId, saleItemId: f.i, kind: f.k, delta: Number(f.d), availableAfter: Number(f.a), customerId: f.c || null, reservationId: f.r || null, reason: f.w || null, at: Number(f.t) };
     });
     const holds: LiveReservation[] = [];
     for (const [id, flat] of rawHolds) {
-      const h: Record<string, string> = {};
-      for (let i = 0; i < flat.length; i += 2) h[flat[i]] = flat[i + 1];
-      const r = liveReservation(saleId, id, h);
+      const r = liveReservation(saleId, id, flatToRecord(flat));
       if (r) holds.push(r);
     }
     return { entries, holds };
