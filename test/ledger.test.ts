@@ -1,4 +1,3 @@
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LedgerDrainer } from '../src/services/ledger.js';
 import type { StockEngine } from '../src/services/stock/engine.js';
@@ -32,7 +31,7 @@ describe('ledger drainer', () => {
 
     const engine = t.app.services.engine;
     // Dies after each copy, before trimming: every drainer after it meets the same entries again.
-    const dying = new LedgerDrainer(t.app.db, Object.assign(Object.create(engine) as StockEngine, { trimOutbox: async () => undefined }), pino({ level: 'silent' }));
+    const dying = new LedgerDrainer(t.app.db, Object.assign(Object.create(engine) as StockEngine, { trimOutbox: async () => undefined }));
     await dying.drainSale(saleId);
     await dying.drainSale(saleId);
     await Promise.all([t.app.services.ledger.drainSale(saleId), t.app.services.ledger.drainSale(saleId), dying.drainSale(saleId)]);

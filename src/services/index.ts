@@ -82,7 +82,7 @@ export function createServices(d: ServiceDeps) {
     waitlist,
     recovery,
     summary: new SummaryService(d.db, engine, waitlist),
-    ledger: new LedgerDrainer(d.db, engine, d.log.child({ source: 'ledger' })),
+    ledger: new LedgerDrainer(d.db, engine),
     sweeper: new HoldSweeper(engine, orders, events, d.log.child({ source: 'sweeper' }), retireAfterMs),
     live: new LiveService({
       engine, sales, reservations, orders, waitlist, waitingRoom, events, createSubscriber: d.createSubscriber, redis: d.redis, prefix: d.prefix,

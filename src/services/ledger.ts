@@ -1,5 +1,4 @@
 import { sql } from 'kysely';
-import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import type { StockEventRow } from '../db/types.js';
 import { decodeCursor, pageSize, toPage, type Page } from './pagination.js';
@@ -53,7 +52,6 @@ export class LedgerDrainer {
   constructor(
     private readonly db: Db,
     private readonly engine: StockEngine,
-    private readonly log: Logger,
   ) {}
 
   /** Drains every live sale once; returns how many events were written. */
