@@ -1,10 +1,9 @@
-import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../db/database.js';
 import type { ProductRow } from '../db/types.js';
 import { badUserInput } from './errors.js';
 import { newId } from './ids.js';
-import { decodeCursor, pageSize, toPage, type Page } from './pagination.js';
+import { afterRow, decodeCursor, pageSize, requireCursorRow, toPage, type CursorScope, type Page } from './pagination.js';
 import { zodToBadInput } from './zod-errors.js';
 
 const productInput = z.object({
@@ -43,15 +42,18 @@ export class CatalogService {
 
   async products(args: { search?: string | null; first?: number | null; after?: string | null }): Promise<Page<ProductRow>> {
     const size = pageSize(args.first);
-    const after = decodeCursor(args.after);
+    const after = decodeCursor('product', args.after);
+    const scope: CursorScope = { table: 'products' };
     let q = this.db.selectFrom('products').selectAll().orderBy('name').orderBy('id').limit(size + 1);
     if (args.search) {
       if (args.search.length > 200) throw badUserInput('search is at most 200 characters.', 'search');
       const pattern = `%${args.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
       q = q.where((eb) => eb.or([eb('name', 'ilike', pattern), eb('sku', 'ilike', pattern), eb('description', 'ilike', pattern)]));
     }
-    if (after) q = q.where(sql<boolean>`(name, id) > (${String(after[0])}, ${after[1]})`);
+    // The cursor row need not match the search: it only marks a place in the (name, id) order.
+    if (after) q = q.where(afterRow(scope, ['name', 'id'], after));
     const rows = await q.execute();
-    return toPage(rows, size, (r) => [r.name, r.id]);
+    if (after && rows.length === 0) await requireCursorRow(this.db, scope, after);
+    return toPage(rows, size, 'product', (r) => r.id);
   }
 }

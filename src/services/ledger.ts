@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { StockEventRow } from '../db/types.js';
-import { decodeCursor, pageSize, toPage, type Page } from './pagination.js';
+import { afterRow, decodeCursor, pageSize, requireCursorRow, toPage, type CursorScope, type Page } from './pagination.js';
 import type { LiveReservation, OutboxEntry, StockEngine } from './stock/engine.js';
 
 const BATCH = 1000;
@@ -75,10 +75,13 @@ export class LedgerDrainer {
 
   async events(saleItemId: string, args: { first?: number | null; after?: string | null }): Promise<Page<StockEventRow>> {
     const size = pageSize(args.first, 100);
-    const after = decodeCursor(args.after);
+    const after = decodeCursor('stockEvent', args.after);
+    const scope: CursorScope = { table: 'stock_events', where: { sale_item_id: saleItemId } };
     let q = this.db.selectFrom('stock_events').selectAll().where('sale_item_id', '=', saleItemId).orderBy('id').limit(size + 1);
-    if (after) q = q.where('id', '>', String(after[1]));
-    return toPage(await q.execute(), size, (r) => [0, String(r.id)]);
+    if (after) q = q.where(afterRow(scope, ['id'], after));
+    const rows = await q.execute();
+    if (after && rows.length === 0) await requireCursorRow(this.db, scope, after);
+    return toPage(rows, size, 'stockEvent', (r) => String(r.id));
   }
 
   /** Sum of an item's ledger: equals its live `available` once the drain has caught up. */

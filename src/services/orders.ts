@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { OrderRow } from '../db/types.js';
 import type { Viewer } from './auth.js';
-import { decodeCursor, pageSize, toPage, type Page } from './pagination.js';
+import { afterRow, decodeCursor, pageSize, requireCursorRow, toPage, type CursorScope, type Page } from './pagination.js';
 
 export interface NewOrderRow {
   id: string;
@@ -216,20 +216,28 @@ export class OrderStore {
   /** The customer's orders, newest first. */
   async ofCustomer(customerId: string, args: { saleId?: string | null; first?: number | null; after?: string | null }): Promise<Page<OrderRow>> {
     const size = pageSize(args.first);
-    const after = decodeCursor(args.after);
+    const after = decodeCursor('order', args.after);
+    // The cursor must be one of the customer's own orders; its (created_at, id) is read by PostgreSQL.
+    const scope: CursorScope = { table: 'orders', where: { customer_id: customerId } };
     let q = this.db.selectFrom('orders').selectAll().where('customer_id', '=', customerId).orderBy('created_at', 'desc').orderBy('id', 'desc').limit(size + 1);
     if (args.saleId) q = q.where('sale_id', '=', args.saleId);
-    if (after) q = q.where(sql<boolean>`(created_at, id) < (${new Date(Number(after[0]))}, ${after[1]})`);
-    return toPage(await q.execute(), size, (r) => [r.created_at.getTime(), r.id]);
+    if (after) q = q.where(afterRow(scope, ['created_at', 'id'], after, true));
+    const rows = await q.execute();
+    if (after && rows.length === 0) await requireCursorRow(this.db, scope, after);
+    return toPage(rows, size, 'order', (r) => r.id);
   }
 
   /** A sale's orders for fulfilment, oldest first. */
   async ofSale(saleId: string, args: { status?: OrderRow['status'] | null; first?: number | null; after?: string | null }): Promise<Page<OrderRow>> {
     const size = pageSize(args.first);
-    const after = decodeCursor(args.after);
+    const after = decodeCursor('order', args.after);
+    // The cursor must be an order of this sale (of any status: one may be cancelled between pages).
+    const scope: CursorScope = { table: 'orders', where: { sale_id: saleId } };
     let q = this.db.selectFrom('orders').selectAll().where('sale_id', '=', saleId).orderBy('created_at').orderBy('id').limit(size + 1);
     if (args.status) q = q.where('status', '=', args.status);
-    if (after) q = q.where(sql<boolean>`(created_at, id) > (${new Date(Number(after[0]))}, ${after[1]})`);
-    return toPage(await q.execute(), size, (r) => [r.created_at.getTime(), r.id]);
+    if (after) q = q.where(afterRow(scope, ['created_at', 'id'], after));
+    const rows = await q.execute();
+    if (after && rows.length === 0) await requireCursorRow(this.db, scope, after);
+    return toPage(rows, size, 'order', (r) => r.id);
   }
 }

@@ -1,10 +1,9 @@
-import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../db/database.js';
 import type { SaleItemRow, SaleRow } from '../db/types.js';
 import { badUserInput, notFound, UnavailableError } from './errors.js';
 import { newChildId, newId, saleIdOf } from './ids.js';
-import { decodeCursor, pageSize, toPage, type Page } from './pagination.js';
+import { afterRow, decodeCursor, pageSize, requireCursorRow, toPage, type CursorScope, type Page } from './pagination.js';
 import { SaleRowsCache } from './sale-rows-cache.js';
 import { deriveStatus, type SaleStatus } from './sale-status.js';
 import type { SaleSnapshot, StockEngine } from './stock/engine.js';
@@ -318,22 +317,26 @@ export class SalesService {
 
   async sales(args: { status?: readonly SaleStatus[] | null; first?: number | null; after?: string | null }): Promise<Page<SaleRow>> {
     const size = pageSize(args.first);
-    let after = decodeCursor(args.after);
+    const cursor = decodeCursor('sale', args.after);
+    const scope: CursorScope = { table: 'sales' };
+    let after = cursor;
     const wanted = args.status && args.status.length > 0 ? new Set(args.status) : null;
     const out: SaleRow[] = [];
     // Status is live (clock and stock), so filtering happens after reading; scan in batches.
+    // The cursor is the last sale's id, its (starts_at, id) read by PostgreSQL (microseconds and all).
+    // A sale rescheduled (only while SCHEDULED) between two pages moves, and the next page follows it.
     for (;;) {
       let q = this.db.selectFrom('sales').selectAll().orderBy('starts_at', 'desc').orderBy('id', 'desc').limit(200);
-      if (after) q = q.where(sql<boolean>`(starts_at, id) < (${new Date(Number(after[0]))}, ${after[1]})`);
+      if (after) q = q.where(afterRow(scope, ['starts_at', 'id'], after, true));
       const rows = await q.execute();
+      if (cursor && after === cursor && rows.length === 0) await requireCursorRow(this.db, scope, cursor); // first batch
       for (const row of rows) {
         if (!wanted || wanted.has(await this.statusOf(row))) out.push(row);
         if (out.length > size) break;
       }
       if (out.length > size || rows.length < 200) break;
-      const last = rows[rows.length - 1];
-      after = [last.starts_at.getTime(), last.id];
+      after = rows[rows.length - 1].id;
     }
-    return toPage(out, size, (r) => [r.starts_at.getTime(), r.id]);
+    return toPage(out, size, 'sale', (r) => r.id);
   }
 }
