@@ -19,7 +19,7 @@ let seq = 0;
 beforeAll(async () => {
   t = await startTestServer('groupcommit', { RATE_LIMIT_ENABLED: 'false' });
   db = t.app.db;
-  ({ saleId, itemIds: [itemId] } = await createSale(t, { stock: 1000, perUserLimit: 1000 }));
+  ({ saleId, itemIds: [itemId] } = await createSale(t, { stock: 100_000, perUserLimit: 1000 }));
 }, 60_000);
 afterAll(() => t?.close());
 
@@ -27,7 +27,7 @@ function row(over: Partial<NewOrderRow> = {}): NewOrderRow {
   const n = seq++;
   return {
     id: newId(), saleId, saleItemId: itemId, reservationId: `${saleId}.gc-res-${n}-${newId()}`, customerId: `gc-customer-${n}`,
-    quantity: 1, unitPriceCents: 19_999, idempotencyKey: `gc-key-${n}`, deliveryEnc: null, deadline: new Date(Date.now() + 10_000), ...over,
+    quantity: 1, unitPriceCents: 19_999, idempotencyKey: `gc-key-${n}`, deliveryEnc: null, deadline: new Date(Date.now() + 10_000), liveEpoch: 1, liveVersion: 0, ...over,
   };
 }
 

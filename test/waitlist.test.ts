@@ -88,7 +88,8 @@ describe('waitlist', () => {
     const offers = await Promise.all(waiters.slice(0, 10).map(async (tok) => (await mine(tok, saleId))[0].offer.id));
     await expireSoon(saleId, offers, 0);
     await eventually(async () => (await mine(waiters[19], saleId))[0]?.status === 'OFFERED', 5000);
-    for (let i = 0; i < 10; i++) expect(await mine(waiters[i], saleId)).toEqual([]);
+    // The lapsed entries stay listed, as LAPSED with their expired offer (contract promise 10).
+    for (let i = 0; i < 10; i++) expect(await mine(waiters[i], saleId)).toMatchObject([{ status: 'LAPSED', position: 0, offer: { status: 'EXPIRED' } }]);
     for (let i = 10; i < 20; i++) expect((await mine(waiters[i], saleId))[0].status).toBe('OFFERED');
     expect((await mine(waiters[20], saleId))[0]).toMatchObject({ status: 'WAITING', position: 1 });
 
@@ -98,11 +99,12 @@ describe('waitlist', () => {
     expect(confirmed).toMatchObject({ __typename: 'PurchaseSuccess', order: { status: 'CONFIRMED', quantity: 1 } });
     const order = await t.app.db.selectFrom('orders').selectAll().where('id', '=', confirmed.order.id).executeTakeFirstOrThrow();
     expect(order.idempotency_key).toBeNull();
-    expect(await mine(waiters[10], saleId)).toEqual([]);
+    expect(await mine(waiters[10], saleId)).toMatchObject([{ status: 'FULFILLED', position: 0, offer: { status: 'CONFIRMED' } }]);
 
     // Leaving while OFFERED hands the offer to the next entry at once.
     expect((await t.client.gql(LEAVE, { item }, waiters[11])).data.leaveWaitlist).toMatchObject({ __typename: 'WaitlistEntry', status: 'LEFT' });
     expect((await mine(waiters[20], saleId))[0].status).toBe('OFFERED');
+    expect(await mine(waiters[11], saleId)).toMatchObject([{ status: 'LEFT', offer: { status: 'RELEASED' } }]);
     expect((await mine(waiters[21], saleId))[0]).toMatchObject({ status: 'WAITING', position: 1 });
     expect((await t.client.gql(LEAVE, { item }, waiters[11])).data.leaveWaitlist).toMatchObject({ __typename: 'Rejected', code: 'NOT_ON_WAITLIST' });
     expect(await level(item)).toMatchObject({ available: 0, reserved: 9, sold: 1 });

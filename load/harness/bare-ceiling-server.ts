@@ -18,7 +18,7 @@ if (cluster.isPrimary) {
   const now = Date.now();
   await engine.initSale(saleId, {
     startsAt: now - 1000, endsAt: now + 3600_000, perUserLimit: Number(env.CEILING_LIMIT ?? '2'), holdSeconds: 300,
-    state: 'OPEN', waitingRoom: false, items: [{ id: itemId, stock: Number(env.CEILING_STOCK ?? '1000') }],
+    state: 'OPEN', waitingRoom: false, epoch: 1, items: [{ id: itemId, stock: Number(env.CEILING_STOCK ?? '1000') }],
   });
   redis.disconnect();
 }

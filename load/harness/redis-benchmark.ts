@@ -34,7 +34,7 @@ export async function benchmarkReserveScript(o: { redisUrl: string; prefix: stri
     const itemId = newChildId(saleId);
     const engine = new StockEngine(redis, o.prefix);
     const now = Date.now();
-    await engine.initSale(saleId, { startsAt: now - 1000, endsAt: now + 3600_000, perUserLimit: o.perUserLimit, holdSeconds: 300, state: 'OPEN', waitingRoom: false, items: [{ id: itemId, stock: o.stock }] });
+    await engine.initSale(saleId, { startsAt: now - 1000, endsAt: now + 3600_000, perUserLimit: o.perUserLimit, holdSeconds: 300, state: 'OPEN', waitingRoom: false, epoch: 1, items: [{ id: itemId, stock: o.stock }] });
     // The script text exactly as StockEngine defines it (prelude + reserve), so the SHA is the one the servers call.
     const luaDir = new URL('../../src/services/stock/lua/', import.meta.url);
     const text = `${readFileSync(new URL('prelude.lua', luaDir), 'utf8')}\n${readFileSync(new URL('reserve.lua', luaDir), 'utf8')}`;

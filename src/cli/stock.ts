@@ -28,11 +28,11 @@ try {
           failed = true;
           continue;
         }
-        // A rebuild waits out one confirmation window after it first sees the sale missing.
-        let outcome = await app.services.recovery.ensureLive(sale);
-        while (outcome === 'waiting' || outcome === 'busy') {
+        // Replaces the live state whatever it is (missing, partial, stale); waits while another instance repairs it.
+        let outcome = await app.services.recovery.repair(sale, 'operator');
+        while (outcome === 'busy') {
           await new Promise((r) => setTimeout(r, 250));
-          outcome = await app.services.recovery.ensureLive(sale);
+          outcome = await app.services.recovery.repair(sale, 'operator');
         }
         console.log(`${sale.id}\t${outcome}`);
       }

@@ -4,6 +4,7 @@ import type { Database } from './types.js';
 import * as m0001 from './migrations/0001_initial.js';
 import * as m0002 from './migrations/0002_users.js';
 import * as m0003 from './migrations/0003_stock_adjustments.js';
+import * as m0004 from './migrations/0004_sold_within_stock.js';
 
 // int8 (bigint) columns come back as strings by default; totals fit in a JS number until 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -15,6 +16,7 @@ const migrations: Record<string, Migration> = {
   '0001_initial': m0001,
   '0002_users': m0002,
   '0003_stock_adjustments': m0003,
+  '0004_sold_within_stock': m0004,
 };
 
 class StaticMigrationProvider implements MigrationProvider {

@@ -26,6 +26,8 @@ export interface SaleTable {
   /** Admin state; the public status is derived from it, the clock and live stock. */
   state: 'OPEN' | 'PAUSED' | 'CANCELLED';
   sold_out_at: Date | null;
+  /** Fencing epoch of the sale's live state in Redis: raised by every rebuild (see migration 0004). */
+  live_epoch: ColumnType<number, number | undefined, number>;
   created_at: CreatedAt;
 }
 
@@ -36,6 +38,12 @@ export interface SaleItemTable {
   position: number;
   price_cents: number;
   initial_stock: number;
+  /** initial_stock + adjustments; a trigger fills it on insert. */
+  stock: ColumnType<number, number | undefined, number>;
+  /** CONFIRMED units, kept by triggers on orders; CHECK sold <= stock. */
+  sold: ColumnType<number, number | undefined, number>;
+  /** Highest live version an order of this item was sold at (Redis' meta `ver`). */
+  max_live_version: ColumnType<string, string | undefined, string>;
 }
 
 export interface ReservationTable {
@@ -66,6 +74,9 @@ export interface OrderTable {
   payment_method: 'CASH_ON_DELIVERY';
   idempotency_key: string | null;
   delivery_enc: string | null;
+  /** The live-state epoch and version its hold was decided in (null for orders before migration 0004). */
+  live_epoch: ColumnType<number | null, number | null | undefined, number | null>;
+  live_version: ColumnType<string | null, string | number | null | undefined, string | null>;
   created_at: CreatedAt;
   cancelled_at: Date | null;
 }
@@ -105,7 +116,15 @@ export interface StockAdjustmentTable {
   at: CreatedAt;
 }
 
+export interface CustomerUnitsTable {
+  sale_item_id: string;
+  customer_id: string;
+  units: number;
+  cap: number;
+}
+
 export interface Database {
+  customer_units: CustomerUnitsTable;
   products: ProductTable;
   sales: SaleTable;
   sale_items: SaleItemTable;

@@ -45,7 +45,9 @@ export class HoldSweeper {
       const order = byReservation.get(id);
       if (order) {
         await this.engine.confirm(saleId, id, order.id);
-        this.log.info({ saleId, reservationId: id, orderId: order.id }, 'resolved an interrupted confirmation: confirmed');
+        // Cancelled while its hold was still confirming: the units go back now.
+        if (order.status === 'CANCELLED') await this.engine.cancelOrder(saleId, id, order.id);
+        this.log.info({ saleId, reservationId: id, orderId: order.id, status: order.status }, 'resolved an interrupted confirmation: confirmed');
       } else {
         const r = await this.engine.release(saleId, id, '', 'CONFIRM_FAILED', true);
         await this.events.holdsEnded(saleId, r.ended);

@@ -66,7 +66,7 @@ export function createServices(d: ServiceDeps) {
     engine, sales, orders, reservations, events, metrics, d.log.child({ source: 'purchases' }), delivery.sealer,
     (customerId, saleId, token) => waitingRoom.admitted(customerId, saleId, token),
   );
-  const waitlist = new WaitlistService(engine, sales, events);
+  const waitlist = new WaitlistService(engine, sales, events, async (viewer, saleId) => (await waitingRoom.ticket(viewer, saleId))?.status === 'ADMITTED');
   return {
     engine,
     events,

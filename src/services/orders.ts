@@ -16,9 +16,36 @@ export interface NewOrderRow {
   deliveryEnc: string | null;
   /** The order must be committed before this instant (PostgreSQL's clock) or not at all. */
   deadline: Date;
+  /** The live-state epoch its hold was made in: PostgreSQL refuses it once the sale was rebuilt since. */
+  liveEpoch: number;
+  /** The sale's live version right after its hold was taken (see StockRecovery). */
+  liveVersion: number;
 }
 
-export type InsertOutcome = { ok: true; order: OrderRow } | { ok: false; reason: 'DEADLINE_PASSED' } | { ok: false; reason: 'KEY_TAKEN'; existing: OrderRow };
+/**
+ * Why PostgreSQL itself refused an order that Redis had allowed (migration 0004's triggers): the item's
+ * stock or the customer's limit would be exceeded, the sale is cancelled, or the hold belongs to a
+ * live state the sale has been rebuilt away from.
+ */
+export type Refusal = 'OVER_STOCK' | 'OVER_LIMIT' | 'SALE_CANCELLED' | 'STALE_EPOCH';
+
+const REFUSALS: Record<string, Refusal> = {
+  sale_items_sold_within_stock: 'OVER_STOCK',
+  customer_units_within_limit: 'OVER_LIMIT',
+  orders_sale_not_cancelled: 'SALE_CANCELLED',
+  orders_live_epoch_current: 'STALE_EPOCH',
+};
+
+function refusalOf(err: unknown): Refusal | null {
+  const e = err as { code?: unknown; constraint?: unknown };
+  return e?.code === '23514' && typeof e.constraint === 'string' ? (REFUSALS[e.constraint] ?? null) : null;
+}
+
+export type InsertOutcome =
+  | { ok: true; order: OrderRow }
+  | { ok: false; reason: 'DEADLINE_PASSED' }
+  | { ok: false; reason: 'KEY_TAKEN'; existing: OrderRow }
+  | { ok: false; reason: 'REFUSED'; refusal: Refusal };
 
 export interface GroupCommitOptions {
   /** Rows per statement at most; more waiting rows go into further statements. */
@@ -58,13 +85,13 @@ function batchInsert(rows: readonly NewOrderRow[]) {
       from unnest(${col((r) => r.id)}::text[], ${col((r) => r.saleId)}::text[], ${col((r) => r.saleItemId)}::text[],
         ${col((r) => r.reservationId)}::text[], ${col((r) => r.customerId)}::text[], ${col((r) => r.quantity)}::int4[],
         ${col((r) => r.unitPriceCents)}::int4[], ${col((r) => r.idempotencyKey)}::text[], ${col((r) => r.deliveryEnc)}::text[],
-        ${col((r) => r.deadline.toISOString())}::timestamptz[])
-        with ordinality as t(id, sale_id, sale_item_id, reservation_id, customer_id, quantity, unit_price_cents, idempotency_key, delivery_enc, deadline, ord)
+        ${col((r) => r.deadline.toISOString())}::timestamptz[], ${col((r) => r.liveEpoch)}::int4[], ${col((r) => r.liveVersion)}::int8[])
+        with ordinality as t(id, sale_id, sale_item_id, reservation_id, customer_id, quantity, unit_price_cents, idempotency_key, delivery_enc, deadline, live_epoch, live_version, ord)
     ), inserted as (
       insert into orders (id, sale_id, sale_item_id, reservation_id, customer_id, quantity, unit_price_cents,
-        total_cents, status, payment_method, idempotency_key, delivery_enc)
+        total_cents, status, payment_method, idempotency_key, delivery_enc, live_epoch, live_version)
       select id, sale_id, sale_item_id, reservation_id, customer_id, quantity, unit_price_cents,
-        quantity::int8 * unit_price_cents, 'CONFIRMED', 'CASH_ON_DELIVERY', idempotency_key, delivery_enc
+        quantity::int8 * unit_price_cents, 'CONFIRMED', 'CASH_ON_DELIVERY', idempotency_key, delivery_enc, live_epoch, live_version
       from input where in_time order by customer_id, idempotency_key, ord
       on conflict (customer_id, idempotency_key) where idempotency_key is not null do nothing
       returning *
@@ -129,8 +156,11 @@ export class OrderStore {
     try {
       result = (await batchInsert(batch.map((p) => p.row)).execute(this.db)).rows;
     } catch (err) {
+      const refusal = refusalOf(err);
       if (batch.length > 1 && isRowDataError(err)) {
         await Promise.all(batch.map((p) => this.write([p])));
+      } else if (refusal) {
+        for (const p of batch) p.resolve({ ok: false, reason: 'REFUSED', refusal });
       } else {
         for (const p of batch) p.reject(err);
       }
@@ -176,6 +206,11 @@ export class OrderStore {
       // Not inserted and no order holds the key: cannot happen while orders are never deleted.
       else p.reject(Object.assign(new Error('order skipped for a taken idempotency key, but no order holds it'), { code: '23505', constraint: 'orders_customer_idempotency' }));
     }
+  }
+
+  /** An item's stock (initial + adjustments) and CONFIRMED units, as PostgreSQL counts them. */
+  async itemCount(saleItemId: string): Promise<{ stock: number; sold: number } | undefined> {
+    return this.db.selectFrom('sale_items').select(['stock', 'sold']).where('id', '=', saleItemId).executeTakeFirst();
   }
 
   async byCustomerKey(customerId: string, key: string): Promise<OrderRow | undefined> {

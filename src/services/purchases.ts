@@ -4,7 +4,7 @@ import type { OrderRow } from '../db/types.js';
 import type { Viewer } from './auth.js';
 import { invalidInput, rateLimited, rejected, UnavailableError, type ErrorCode, type Rejected } from './errors.js';
 import { newId, saleIdOf } from './ids.js';
-import type { OrderStore } from './orders.js';
+import type { OrderStore, Refusal } from './orders.js';
 import { ReservationReader, type ReservationView } from './reservations.js';
 import type { SaleEvents } from './sale-events.js';
 import type { SalesService } from './sales.js';
@@ -122,6 +122,7 @@ export class PurchaseService {
     return this.commitOrder(saleId, {
       reservationId: r.reservationId, saleItemId, customerId: viewer.id, quantity, unitPriceCents: facts.unitPriceCents,
       idempotencyKey, deliveryEnc: sealed.sealed, deadline: r.createdAt + this.engine.confirmWindowMs, saleAvailable: r.saleAvailable,
+      liveEpoch: r.epoch, liveVersion: r.version,
     });
   }
 
@@ -186,12 +187,16 @@ export class PurchaseService {
 
   private async commitOrder(
     saleId: string,
-    o: { reservationId: string; saleItemId: string; customerId: string; quantity: number; unitPriceCents: number; idempotencyKey: string | null; deliveryEnc: string | null; deadline: number; saleAvailable: number },
+    o: {
+      reservationId: string; saleItemId: string; customerId: string; quantity: number; unitPriceCents: number; idempotencyKey: string | null;
+      deliveryEnc: string | null; deadline: number; saleAvailable: number; liveEpoch: number; liveVersion: number; fromWaitlist?: boolean;
+    },
   ): Promise<PurchaseResult> {
     const orderId = newId();
+    const { fromWaitlist, ...row } = o;
     let outcome;
     try {
-      outcome = await this.orders.insert({ id: orderId, saleId, ...o, deadline: new Date(o.deadline) });
+      outcome = await this.orders.insert({ id: orderId, saleId, ...row, deadline: new Date(o.deadline) });
     } catch (err) {
       return this.compensate(saleId, o.reservationId, err);
     }
@@ -200,6 +205,7 @@ export class PurchaseService {
       const released = await this.engine.release(saleId, o.reservationId, '', 'CONFIRM_FAILED', true);
       void this.events.holdsEnded(saleId, released.ended);
       if (outcome.reason === 'KEY_TAKEN') return { kind: 'PurchaseSuccess', order: outcome.existing, replayed: true };
+      if (outcome.reason === 'REFUSED') return this.refused(saleId, o.saleItemId, outcome.refusal);
       return rejected('TEMPORARILY_UNAVAILABLE', { retryAfterSeconds: 1 });
     }
     let confirmed: Awaited<ReturnType<StockEngine['confirm']>>;
@@ -210,7 +216,14 @@ export class PurchaseService {
       this.log.warn({ err: String(err), saleId, orderId }, 'confirm after commit failed; left to the sweeper');
       return { kind: 'PurchaseSuccess', order: outcome.order, replayed: false };
     }
+    if (confirmed.ok === false && confirmed.status === 'NO_SALE') {
+      // The live state went missing after the commit: the order is sold, and the rebuild counts it.
+      this.sales.liveStateSuspect(saleId, 'missing or incomplete at confirm', 'check');
+      return { kind: 'PurchaseSuccess', order: outcome.order, replayed: false };
+    }
+    if (confirmed.ok === true && (fromWaitlist || confirmed.fromWaitlist)) void this.events.waitlistChanged(saleId, o.saleItemId, o.customerId);
     if (confirmed.ok === false) {
+      this.sales.liveStateSuspect(saleId, `hold ${confirmed.status} after its order committed`, 'check');
       // Only possible if the hold was resolved while we were past the deadline: undo the order.
       this.log.error({ saleId, reservationId: o.reservationId, orderId, status: confirmed.status }, 'hold gone after order commit; cancelling the order');
       await this.orders.cancel(orderId);
@@ -221,6 +234,32 @@ export class PurchaseService {
     void this.events.stockChanged(saleId);
     if (o.saleAvailable === 0) void this.events.saleChanged(saleId);
     return { kind: 'PurchaseSuccess', order: outcome.order, replayed: false };
+  }
+
+  /**
+   * PostgreSQL refused an order the live state had allowed (the hold is released already). Over
+   * stock or over the limit means the live state is wrong: the buyer gets the true answer, and the
+   * sale is repaired from PostgreSQL.
+   */
+  private async refused(saleId: string, saleItemId: string, refusal: Refusal): Promise<Rejected> {
+    this.metrics.refused(refusal);
+    this.log.warn({ saleId, saleItemId, refusal }, 'PostgreSQL refused an order the live state allowed');
+    switch (refusal) {
+      case 'OVER_STOCK': {
+        this.sales.liveStateSuspect(saleId, 'PostgreSQL refused an order over stock', 'repair');
+        const count = await this.orders.itemCount(saleItemId).catch(() => undefined);
+        const available = count ? Math.max(0, count.stock - count.sold) : 0;
+        return rejected('SOLD_OUT', { available, waitlistOpen: false, message: available > 0 ? `Only ${available} left: ask for fewer.` : 'Sorry, this item is sold out.' });
+      }
+      case 'OVER_LIMIT':
+        this.sales.liveStateSuspect(saleId, 'PostgreSQL refused an order over the per-customer limit', 'repair');
+        return rejected('LIMIT_EXCEEDED');
+      case 'SALE_CANCELLED':
+        return rejected('SALE_CANCELLED');
+      case 'STALE_EPOCH':
+        this.sales.liveStateSuspect(saleId, 'an order of an older live state', 'check');
+        return rejected('TEMPORARILY_UNAVAILABLE', { retryAfterSeconds: 1, message: 'This sale was just brought up to date; nothing was bought. Please retry.' });
+    }
   }
 
   /**
@@ -277,6 +316,7 @@ export class PurchaseService {
     return this.commitOrder(saleId, {
       reservationId, saleItemId: res.saleItemId, customerId: viewer.id, quantity: res.quantity, unitPriceCents: facts.unitPriceCents,
       idempotencyKey: res.fromWaitlist ? null : res.idempotencyKey, deliveryEnc: sealed.sealed, deadline: begun.deadline, saleAvailable: snap?.available ?? 1,
+      liveEpoch: begun.epoch, liveVersion: begun.version, fromWaitlist: res.fromWaitlist,
     });
   }
 
@@ -304,6 +344,7 @@ export class PurchaseService {
         return rejected('RESERVATION_NOT_HELD', { message: `This reservation is no longer held: ${why}.` });
       }
       if (r?.status === 'CONFIRMED') return rejected('RESERVATION_NOT_HELD', { message: 'This reservation is already confirmed.' });
+      if (r?.status === 'CONFIRMING') return rejected('RESERVATION_NOT_HELD', { message: 'This reservation is being confirmed: its order is being recorded.', retryAfterSeconds: 1 });
     }
     return rejected(code as ErrorCode);
   }
@@ -313,11 +354,22 @@ export class PurchaseService {
     const order = await this.orders.visible(viewer, orderId);
     if (!order) return rejected('NOT_FOUND', { field: 'orderId' });
     if (order.status !== 'CONFIRMED') return rejected('ORDER_NOT_CANCELLABLE', { message: 'This order is already cancelled.' });
+    // The order is committed, so a hold still CONFIRMING (its purchase between commit and confirm,
+    // or interrupted there) is confirmed first: otherwise the cancel would find no sold units to
+    // give back, and the sweeper would later count the unit as sold for a cancelled order.
+    const hold = await this.engine.reservation(order.sale_id, order.reservation_id);
+    if (hold?.status === 'CONFIRMING') {
+      const settled = await this.engine.confirm(order.sale_id, order.reservation_id, order.id);
+      if (settled.ok === false) return rejected('TEMPORARILY_UNAVAILABLE', { retryAfterSeconds: 1, message: 'This order is still being recorded; please retry in a moment.' });
+    }
     const cancelled = await this.orders.cancel(orderId);
     if (!cancelled) return rejected('ORDER_NOT_CANCELLABLE', { message: 'This order is already cancelled.' });
     // PostgreSQL first: a crash between the two steps undersells (reconciled later), never oversells.
     const r = await this.engine.cancelOrder(order.sale_id, order.reservation_id, order.id);
-    if (!r.ok) this.log.warn({ orderId, code: r.code }, 'cancelled order had no live units to return');
+    if (!r.ok) {
+      this.log.warn({ orderId, code: r.code }, 'cancelled order had no live units to return');
+      this.sales.liveStateSuspect(order.sale_id, 'a cancelled order had no live units', 'check');
+    }
     else {
       void this.events.holdsEnded(order.sale_id, r.ended);
       void this.events.stockChanged(order.sale_id);

@@ -89,10 +89,11 @@ export class SaleEvents {
   /** Holds a script ended, and waitlist offers it made (whose entries changed, and positions behind them). */
   async holdsEnded(saleId: string, ended: EndedHold[]): Promise<void> {
     if (ended.length === 0) return;
-    await Promise.all(ended.map((e) => this.reservationChanged(saleId, e.reservationId, e.customerId)));
-    const offered = ended.filter((e) => e.status === 'OFFERED');
-    await Promise.all(offered.map((e) => this.waitlistChanged(saleId, e.saleItemId, e.customerId)));
-    await Promise.all([...new Set(offered.map((e) => e.saleItemId))].map((item) => this.waitlistChanged(saleId, item, null)));
+    await Promise.all(ended.filter((e) => e.reservationId !== '').map((e) => this.reservationChanged(saleId, e.reservationId, e.customerId)));
+    // Offers made, and entries whose offer ended (LAPSED, LEFT) or that lapsed unserved: their customers hear at once.
+    const entries = ended.filter((e) => e.fromWaitlist);
+    await Promise.all(entries.map((e) => this.waitlistChanged(saleId, e.saleItemId, e.customerId)));
+    await Promise.all([...new Set(entries.map((e) => e.saleItemId))].map((item) => this.waitlistChanged(saleId, item, null)));
     await this.stockChanged(saleId);
   }
 }

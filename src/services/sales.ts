@@ -57,6 +57,13 @@ export interface ItemFacts {
 /** Where a read gets a sale's live snapshot from: a request's loader, so one script call serves the rows and the figures. */
 export type SnapshotSource = (saleId: string) => Promise<SaleSnapshot | Error>;
 
+/** The adjust script refused: rolls back the transaction around it. */
+class AdjustRefused extends Error {
+  constructor(readonly outcome: Awaited<ReturnType<StockEngine['adjust']>>) {
+    super('adjustment refused by the live state');
+  }
+}
+
 export class SalesService {
   private readonly itemFacts = new Map<string, ItemFacts>();
   private readonly rows = new SaleRowsCache();
@@ -110,7 +117,7 @@ export class SalesService {
     const items = await this.db.selectFrom('sale_items').select(['id', 'initial_stock']).where('sale_id', '=', sale.id).execute();
     await this.engine.initSale(sale.id, {
       startsAt: sale.starts_at.getTime(), endsAt: sale.ends_at.getTime(), perUserLimit: sale.per_user_limit,
-      holdSeconds: sale.hold_seconds, state: sale.state, waitingRoom: sale.waiting_room,
+      holdSeconds: sale.hold_seconds, state: sale.state, waitingRoom: sale.waiting_room, epoch: sale.live_epoch,
       items: items.map((i) => ({ id: i.id, stock: i.initial_stock })),
     });
   }
@@ -171,11 +178,27 @@ export class SalesService {
     const sale = await this.requireSale(item.sale_id);
     const status = await this.statusOf(sale);
     if (status === 'ENDED' || status === 'CANCELLED') throw badUserInput(`Stock of a ${status} sale cannot be adjusted.`);
-    const r = await this.engine.adjust(item.sale_id, saleItemId, delta, reason, adminId);
-    if (r.ok) {
-      // Durable at once: a rebuild after Redis data loss must know every adjustment.
-      await this.db.insertInto('stock_adjustments').values({ sale_id: item.sale_id, sale_item_id: saleItemId, delta, reason, admin_id: adminId }).execute();
-    } else {
+    // One transaction around the live change: PostgreSQL's stock (CHECK: never below CONFIRMED units)
+    // and the durable adjustment commit only if the script accepted it, and the item's row stays
+    // locked meanwhile. Should the commit fail after the script ran, the recovery check sees the
+    // stock differ and rebuilds the sale from PostgreSQL.
+    type Adjusted = Awaited<ReturnType<StockEngine['adjust']>>;
+    let r: Adjusted;
+    try {
+      r = await this.db.transaction().execute(async (tx) => {
+        await tx.updateTable('sale_items').set((eb) => ({ stock: eb('stock', '+', delta) })).where('id', '=', saleItemId).execute();
+        await tx.insertInto('stock_adjustments').values({ sale_id: item.sale_id, sale_item_id: saleItemId, delta, reason, admin_id: adminId }).execute();
+        const live = await this.engine.adjust(item.sale_id, saleItemId, delta, reason, adminId);
+        if (!live.ok) throw new AdjustRefused(live);
+        return live;
+      });
+    } catch (err) {
+      if (err instanceof AdjustRefused) r = err.outcome;
+      else if ((err as { constraint?: string }).constraint === 'sale_items_sold_within_stock') {
+        throw badUserInput('That would take the stock below the units already sold.', 'delta');
+      } else throw err;
+    }
+    if (!r.ok) {
       if (r.code === 'INSUFFICIENT_AVAILABLE') throw badUserInput(`Only ${r.available} units are available to remove; held and sold units cannot be taken away.`, 'delta');
       if (r.code === 'NO_SALE') throw new UnavailableError('live stock is being rebuilt');
       throw notFound('sale item');
@@ -281,13 +304,21 @@ export class SalesService {
     return facts;
   }
 
+  /**
+   * The sale's live state was found wrong: PostgreSQL refused an order Redis had allowed (`repair`:
+   * replace it now), or something looked off (check it against PostgreSQL, repair if it is).
+   */
+  liveStateSuspect(saleId: string, reason: string, how: 'repair' | 'check'): void {
+    this.recovery.requestRepair(saleId, reason, how);
+  }
+
   /** Live figures; a sale Redis has lost is rebuilt first (meanwhile: retry later). */
   async snapshot(saleId: string): Promise<SaleSnapshot> {
     const snap = await this.liveSnapshot(saleId);
     if (snap) return snap;
     const sale = await this.requireSale(saleId);
     const outcome = await this.recovery.ensureLive(sale);
-    const again = outcome === 'waiting' || outcome === 'busy' ? null : await this.engine.snapshot(saleId);
+    const again = outcome === 'busy' || outcome === 'suspect' ? null : await this.engine.snapshot(saleId);
     if (!again) throw new UnavailableError('live stock of this sale is being rebuilt', this.recovery.retryAfterSeconds(saleId));
     return again;
   }

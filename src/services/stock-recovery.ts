@@ -1,13 +1,14 @@
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Db } from '../db/database.js';
 import type { SaleRow } from '../db/types.js';
 import type { RedisClient } from '../redis.js';
 import type { SaleEvents } from './sale-events.js';
-import type { StockEngine } from './stock/engine.js';
+import { newId } from './ids.js';
+import type { LiveCheck, RebuildState, StockEngine } from './stock/engine.js';
 
-export type RebuildOutcome = 'live' | 'rebuilt' | 'initialised' | 'busy' | 'waiting';
+export type RebuildOutcome = 'live' | 'rebuilt' | 'initialised' | 'busy' | 'suspect';
 
 export interface DriftReport {
   saleId: string;
@@ -16,20 +17,37 @@ export interface DriftReport {
   drift: number;
 }
 
+/** Why a sale's live state is not trusted; `confirm` ones may be a change in flight and must show twice. */
+interface Diagnosis {
+  reason: string;
+  confirm: boolean;
+}
+
+type ItemCount = { id: string; initial_stock: number; stock: number; sold: number; max_live_version: string };
+
 /**
- * Brings sales back after Redis lost their keys, and checks Redis against PostgreSQL.
+ * Keeps each sale's live state in Redis honest against PostgreSQL, and replaces it when it is not.
  *
- * A rebuild cannot trust PostgreSQL at once: a purchase reserved before the loss may still be
- * committing its order. Such a commit only succeeds before its hold's confirmation deadline
- * (checked by PostgreSQL's clock), and every such deadline is at most one confirmation window
- * after the loss. So the rebuild waits one window after it noticed the loss, then counts
- * CONFIRMED orders: nothing can be sold twice. Meanwhile buying answers TEMPORARILY_UNAVAILABLE.
- * Only one instance rebuilds a sale (a Redis lock); the script refuses to overwrite a live sale.
+ * Every second each current sale's live state is compared with PostgreSQL's counts (`check`). A
+ * state that is missing or partial, belongs to another epoch, went back in time (its version is
+ * below one an order was sold at: a failover to a replica that missed writes, a restore) or breaks
+ * its own invariant is repaired at once; a difference in sold or stock units that a change in flight
+ * could explain (a cancel between its two steps) is repaired when the same difference shows twice.
+ * A purchase that PostgreSQL refused (`requestRepair`) and a script that found the state partial
+ * ask for a repair too.
+ *
+ * A repair is fenced: one instance at a time (a Redis lock); it first raises the sale's epoch in
+ * PostgreSQL, which waits for order inserts in flight and makes PostgreSQL refuse every later order
+ * whose hold was made in the old state, so the counts it then reads are final; then one script
+ * replaces the whole live state. Meanwhile buying answers TEMPORARILY_UNAVAILABLE; nothing waits
+ * for a confirmation window, so purchases resume as soon as the script ran.
  */
 export class StockRecovery {
-  /** When this instance first saw each sale missing: the wait is counted from there. */
-  private readonly missingSince = new Map<string, number>();
+  /** The diagnosis of each sale's last check that asked for confirmation, by its text. */
+  private readonly suspicion = new Map<string, string>();
+  private readonly repairing = new Map<string, Promise<RebuildOutcome>>();
   private readonly driftGauge: Gauge<'sale_id' | 'sale_item_id'>;
+  private readonly repairs: Counter<'reason'>;
 
   constructor(
     private readonly db: Db,
@@ -47,16 +65,20 @@ export class StockRecovery {
       labelNames: ['sale_id', 'sale_item_id'],
       registers: [registry],
     });
+    this.repairs = new Counter({
+      name: 'flashsale_live_state_repairs_total',
+      help: 'sales whose live state in Redis was replaced from PostgreSQL, by what was wrong',
+      labelNames: ['reason'],
+      registers: [registry],
+    });
   }
 
-  /** Seconds a caller should wait before buying from this sale again. */
-  retryAfterSeconds(saleId: string): number {
-    const since = this.missingSince.get(saleId);
-    if (since === undefined) return 1;
-    return Math.max(1, Math.ceil((since + this.engine.confirmWindowMs + 500 - Date.now()) / 1000));
+  /** Seconds a caller should wait before buying from a sale under repair again. */
+  retryAfterSeconds(_saleId: string): number {
+    return 1;
   }
 
-  /** Every sale that may still sell or has not been retired yet, made live again where Redis lost it. */
+  /** Every sale that may still sell or has not been retired yet, checked and repaired where needed. */
   async checkAll(): Promise<void> {
     const sales = await this.db
       .selectFrom('sales')
@@ -64,79 +86,134 @@ export class StockRecovery {
       .where('state', '!=', 'CANCELLED')
       .where('ends_at', '>', sql<Date>`now() - make_interval(secs => ${this.retireAfterMs / 1000})`)
       .execute();
-    for (const sale of sales) await this.ensureLive(sale);
+    for (const sale of sales) await this.check(sale);
   }
 
-  async ensureLive(sale: SaleRow): Promise<RebuildOutcome> {
-    if (await this.engine.isLive(sale.id)) {
-      this.missingSince.delete(sale.id);
+  /** Compares one sale's live state with PostgreSQL and repairs it when it is not to be trusted. */
+  async check(sale: SaleRow): Promise<RebuildOutcome> {
+    // PostgreSQL first: an order committed after this read is not counted here, but its hold is
+    // already in Redis (reserved before the commit), so it can never look like lost units.
+    const items = await this.itemCounts(sale.id);
+    const live = await this.engine.liveCheck(sale.id);
+    const diagnosis = diagnose(sale, items, live);
+    if (!diagnosis) {
+      this.suspicion.delete(sale.id);
       await this.redis.sadd(this.engine.keys.liveSales(), sale.id);
       return 'live';
     }
-    const now = Date.now();
-    const since = this.missingSince.get(sale.id) ?? now;
-    this.missingSince.set(sale.id, since);
-    // Before the start no hold can exist, so nothing can be committing: no need to wait.
-    const mayHaveHolds = sale.starts_at.getTime() <= now;
-    if (mayHaveHolds && now < since + this.engine.confirmWindowMs + 500) return 'waiting';
+    if (diagnosis.confirm && this.suspicion.get(sale.id) !== diagnosis.reason) {
+      this.suspicion.set(sale.id, diagnosis.reason);
+      return 'suspect';
+    }
+    this.suspicion.delete(sale.id);
+    return this.repair(sale, diagnosis.reason);
+  }
 
+  /** Makes sure a sale has a whole live state (repairing it if not); used when a read found none. */
+  async ensureLive(sale: SaleRow): Promise<RebuildOutcome> {
+    if (await this.engine.isLive(sale.id)) {
+      await this.redis.sadd(this.engine.keys.liveSales(), sale.id);
+      return 'live';
+    }
+    return this.repair(sale, 'missing or incomplete');
+  }
+
+  /**
+   * Asks for a repair without waiting for it: PostgreSQL refused an order Redis had allowed, or a
+   * script found the live state partial. Failures are logged; the periodic check tries again.
+   */
+  requestRepair(saleId: string, reason: string, how: 'repair' | 'check' = 'repair'): void {
+    if (this.repairing.has(saleId)) return;
+    void (async () => {
+      const sale = await this.db.selectFrom('sales').selectAll().where('id', '=', saleId).executeTakeFirst();
+      if (sale) await (how === 'repair' ? this.repair(sale, reason) : this.check(sale));
+    })().catch((err) => this.log.warn({ err: String(err), saleId }, 'requested live-state repair failed; the periodic check will retry'));
+  }
+
+  /** Replaces the sale's live state from PostgreSQL, once per instance at a time and fenced across instances. */
+  repair(sale: SaleRow, reason: string): Promise<RebuildOutcome> {
+    let running = this.repairing.get(sale.id);
+    if (!running) {
+      running = this.repairLocked(sale, reason).finally(() => this.repairing.delete(sale.id));
+      this.repairing.set(sale.id, running);
+    }
+    return running;
+  }
+
+  private async repairLocked(sale: SaleRow, reason: string): Promise<RebuildOutcome> {
     const lock = this.engine.keys.lock(`rebuild:${sale.id}`);
-    const got = await this.redis.set(lock, String(process.pid), 'PX', 30_000, 'NX');
-    if (!got) return 'busy';
+    const token = newId();
+    if (!(await this.redis.set(lock, token, 'PX', 30_000, 'NX'))) return 'busy';
     try {
-      const outcome = await this.rebuild(sale);
-      this.missingSince.delete(sale.id);
-      return outcome;
+      return await this.rebuild(sale.id, reason);
     } finally {
-      await this.redis.del(lock);
+      if ((await this.redis.get(lock)) === token) await this.redis.del(lock);
     }
   }
 
-  private async rebuild(sale: SaleRow): Promise<RebuildOutcome> {
-    const [items, adjustments, orders] = await Promise.all([
-      this.db.selectFrom('sale_items').select(['id', 'initial_stock']).where('sale_id', '=', sale.id).orderBy('position').execute(),
-      this.db.selectFrom('stock_adjustments').select(['sale_item_id', sql<number>`sum(delta)`.as('delta')]).where('sale_id', '=', sale.id).groupBy('sale_item_id').execute(),
-      this.db.selectFrom('orders').select(['id', 'reservation_id', 'sale_item_id', 'customer_id', 'quantity', 'idempotency_key', 'status']).where('sale_id', '=', sale.id).execute(),
+  private async rebuild(saleId: string, reason: string): Promise<RebuildOutcome> {
+    // The fence: waits for order inserts in flight (they hold a share lock on the sale row), and
+    // from its commit on PostgreSQL refuses every order whose hold was made in the old state.
+    const sale = await this.db.updateTable('sales').set((eb) => ({ live_epoch: eb('live_epoch', '+', 1) })).where('id', '=', saleId).returningAll().executeTakeFirstOrThrow();
+    const [items, orders] = await Promise.all([
+      this.itemCounts(saleId),
+      this.db.selectFrom('orders').select(['id', 'reservation_id', 'sale_item_id', 'customer_id', 'quantity', 'idempotency_key', 'status']).where('sale_id', '=', saleId).execute(),
     ]);
-    const adj = new Map(adjustments.map((a) => [a.sale_item_id, Number(a.delta)]));
-    const sold = new Map<string, number>();
-    for (const o of orders) if (o.status === 'CONFIRMED') sold.set(o.sale_item_id, (sold.get(o.sale_item_id) ?? 0) + o.quantity);
-    const state = {
+    const state: RebuildState = {
+      epoch: sale.live_epoch,
+      minVersion: Math.max(0, ...items.map((i) => Number(i.max_live_version))),
       meta: { start: sale.starts_at.getTime(), end: sale.ends_at.getTime(), limit: sale.per_user_limit, hold: sale.hold_seconds, state: sale.state, wr: (sale.waiting_room ? 1 : 0) as 0 | 1 },
-      items: items.map((i) => ({ id: i.id, init: i.initial_stock, adj: adj.get(i.id) ?? 0, sold: sold.get(i.id) ?? 0 })),
+      items: items.map((i) => ({ id: i.id, init: i.initial_stock, adj: i.stock - i.initial_stock, sold: i.sold })),
       orders: orders.map((o) => ({ res: o.reservation_id, item: o.sale_item_id, cust: o.customer_id, qty: o.quantity, order: o.id, key: o.idempotency_key, cancelled: o.status === 'CANCELLED' })),
     };
-    const fresh = orders.length === 0 && adjustments.length === 0;
-    if (!(await this.engine.rebuildSale(sale.id, state))) return 'live';
+    const { marker } = await this.engine.rebuildSale(saleId, state);
+    this.repairs.inc({ reason: reason.split(':')[0] });
 
     await this.db
       .updateTable('reservations')
       .set({ status: 'RELEASED', end_reason: 'STOCK_REBUILT', ended_at: new Date() })
-      .where('sale_id', '=', sale.id)
+      .where('sale_id', '=', saleId)
       .where('status', '=', 'HELD')
       .execute();
-    await this.correctLedger(sale.id, state.items);
-    this.log.warn({ saleId: sale.id, orders: orders.length, items: items.length }, fresh ? 'sale initialised in Redis' : 'live stock rebuilt from PostgreSQL after Redis lost it');
-    await this.events.stockChanged(sale.id);
-    await this.events.saleChanged(sale.id);
+    await this.correctLedger(saleId, state.items, marker);
+    const fresh = orders.length === 0 && items.every((i) => i.stock === i.initial_stock);
+    this.log.warn({ saleId, reason, epoch: sale.live_epoch, orders: orders.length, items: items.length }, 'live state of a sale replaced from PostgreSQL');
+    await this.events.stockChanged(saleId);
+    await this.events.saleChanged(saleId);
     return fresh ? 'initialised' : 'rebuilt';
   }
 
+  private itemCounts(saleId: string): Promise<ItemCount[]> {
+    return this.db.selectFrom('sale_items').select(['id', 'initial_stock', 'stock', 'sold', 'max_live_version']).where('sale_id', '=', saleId).orderBy('position').execute();
+  }
+
   /**
-   * Events still in the lost outbox never reached the ledger; one ADJUSTED event per item makes the
-   * ledger sum to the rebuilt `available` again, and says why.
+   * Makes the ledger sum to the rebuilt `available` at the rebuild's marker: one ADJUSTED event per
+   * item (keyed by the marker's stream id, so it is written once) for the difference between the
+   * rebuilt figure and every event before the marker — those in PostgreSQL and those still waiting
+   * in the outbox, counted once whichever the drainer copies meanwhile (one statement, one snapshot).
    */
-  private async correctLedger(saleId: string, items: { id: string; init: number; adj: number; sold: number }[]): Promise<void> {
-    const sums = await this.db.selectFrom('stock_events').select(['sale_item_id', sql<number>`sum(delta)`.as('sum')]).where('sale_id', '=', saleId).groupBy('sale_item_id').execute();
-    const sumOf = new Map(sums.map((s) => [s.sale_item_id, Number(s.sum)]));
+  private async correctLedger(saleId: string, items: RebuildState['items'], marker: string): Promise<void> {
+    const pending = await this.engine.outboxBefore(saleId, marker);
+    const [ms, seq] = marker.split('-').map(Number);
+    const sums = await sql<{ item: string; sum: string; n: string }>`
+      select item, sum(delta) as sum, count(*) as n from (
+        select sale_item_id as item, delta from stock_events
+        where sale_id = ${saleId} and (stream_id !~ '^[0-9]+-[0-9]+$'
+          or (split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::bigint) < (${ms}::bigint, ${seq}::bigint))
+        union all
+        select p.item, p.delta from unnest(${pending.map((e) => e.streamId)}::text[], ${pending.map((e) => e.saleItemId)}::text[], ${pending.map((e) => e.delta)}::int4[]) as p(stream_id, item, delta)
+        where not exists (select 1 from stock_events e where e.sale_id = ${saleId} and e.stream_id = p.stream_id and e.sale_item_id = p.item)
+      ) t group by item`.execute(this.db);
+    const sumOf = new Map(sums.rows.map((s) => [s.item, Number(s.sum)]));
     const at = new Date();
     const rows = items
       .map((i) => ({ item: i, available: i.init + i.adj - i.sold, sum: sumOf.get(i.id) ?? 0 }))
       .filter((r) => r.available !== r.sum)
       .map((r) => ({
-        sale_id: saleId, sale_item_id: r.item.id, stream_id: `rebuild-${at.getTime()}`, kind: (r.sum === 0 && !sumOf.has(r.item.id) ? 'INITIAL' : 'ADJUSTED') as 'INITIAL' | 'ADJUSTED',
+        sale_id: saleId, sale_item_id: r.item.id, stream_id: marker, kind: (!sumOf.has(r.item.id) ? 'INITIAL' : 'ADJUSTED') as 'INITIAL' | 'ADJUSTED',
         delta: r.available - r.sum, available_after: r.available, customer_id: null, reservation_id: null,
-        reason: 'live stock rebuilt from PostgreSQL after Redis lost it', at,
+        reason: 'live stock rebuilt from PostgreSQL', at,
       }));
     if (rows.length > 0) await this.db.insertInto('stock_events').values(rows).onConflict((oc) => oc.doNothing()).execute();
   }
@@ -164,4 +241,23 @@ export class StockRecovery {
     }
     return reports;
   }
+}
+
+/** What, if anything, makes a sale's live state untrustworthy against PostgreSQL's counts. */
+function diagnose(sale: SaleRow, items: ItemCount[], live: LiveCheck): Diagnosis | null {
+  if (!live.complete) return { reason: 'missing or incomplete', confirm: false };
+  if (live.epoch !== sale.live_epoch) return { reason: `epoch: live ${live.epoch}, PostgreSQL ${sale.live_epoch}`, confirm: false };
+  const sold = Math.max(0, ...items.map((i) => Number(i.max_live_version)));
+  if (live.version < sold) return { reason: `went back in time: version ${live.version} below ${sold}, sold at`, confirm: false };
+  for (const item of items) {
+    const l = live.items.get(item.id);
+    if (!l) return { reason: `item missing: ${item.id}`, confirm: false };
+    if (l.available < 0 || l.reserved < 0 || l.sold < 0 || l.available + l.reserved + l.sold !== l.initial + l.adjusted) {
+      return { reason: `broken invariant: ${item.id} a=${l.available} r=${l.reserved} s=${l.sold}`, confirm: false };
+    }
+    if (item.sold > l.sold + l.confirming) return { reason: `lost sold units: ${item.id} PostgreSQL ${item.sold}, live ${l.sold}+${l.confirming}`, confirm: true };
+    if (item.sold < l.sold) return { reason: `phantom sold units: ${item.id} PostgreSQL ${item.sold}, live ${l.sold}`, confirm: true };
+    if (l.initial + l.adjusted !== item.stock) return { reason: `stock differs: ${item.id} PostgreSQL ${item.stock}, live ${l.initial + l.adjusted}`, confirm: true };
+  }
+  return null;
 }

@@ -35,6 +35,7 @@ const SCRIPTS = {
   fsQueueAdvance: 'queue-advance',
   fsQueuePrequeue: 'queue-prequeue',
   fsQueueShuffle: 'queue-shuffle',
+  fsLiveCheck: 'live-check',
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
@@ -64,17 +65,23 @@ declare module 'ioredis' {
     fsQueueAdvance(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsQueuePrequeue(meta: string): Promise<Raw>;
     fsQueueShuffle(meta: string, ...args: (string | number)[]): Promise<Raw>;
+    fsLiveCheck(meta: string): Promise<Raw>;
   }
 }
 
-/** A hold that a script ended (expired, released, cancelled with its sale) or created as a waitlist offer. */
+/**
+ * A hold that a script ended (expired, released, cancelled with its sale) or created as a waitlist
+ * offer; or (reservationId '', status LAPSED) a waitlist entry that ended without an offer.
+ */
 export interface EndedHold {
   reservationId: string;
   customerId: string;
   saleItemId: string;
   quantity: number;
-  status: 'EXPIRED' | 'RELEASED' | 'OFFERED';
+  status: 'EXPIRED' | 'RELEASED' | 'OFFERED' | 'LAPSED';
   reason: string;
+  /** A waitlist offer (or entry): its customer's waitlist entry changed too. */
+  fromWaitlist: boolean;
 }
 
 export interface WaitlistRecord {
@@ -86,16 +93,22 @@ export interface WaitlistRecord {
   offerId: string | null;
   /** 1-based among WAITING entries; 0 when not WAITING. */
   position: number;
+  /** When a FULFILLED, LAPSED or LEFT entry ended (Redis ms); null while it waits or is offered. */
+  endedAt: number | null;
 }
 
 export type EngineReject = { ok: false; code: string; available: number | null; retryAfterMs: number; ended: EndedHold[] };
 
 export type ReserveOutcome =
-  | { ok: true; reservationId: string; createdAt: number; expiresAt: number; available: number; saleAvailable: number; version: number; ended: EndedHold[] }
+  | { ok: true; reservationId: string; createdAt: number; expiresAt: number; available: number; saleAvailable: number; version: number; epoch: number; ended: EndedHold[] }
   | { ok: 'replay'; reservationId: string; ended: EndedHold[] }
   | EngineReject;
 
 export interface RebuildState {
+  /** The sale's new fencing epoch (PostgreSQL's `sales.live_epoch`, raised for this rebuild). */
+  epoch: number;
+  /** The highest live version any order of the sale recorded: the rebuilt state starts above it. */
+  minVersion: number;
   meta: { start: number; end: number; limit: number; hold: number; state: string; wr: 0 | 1 };
   items: { id: string; init: number; adj: number; sold: number }[];
   orders: { res: string; item: string; cust: string; qty: number; order: string; key: string | null; cancelled: boolean }[];
@@ -142,8 +155,11 @@ export interface OutboxEntry {
   at: number;
 }
 
-function liveReservation(saleId: string, id: string, h: Record<string, string>): LiveReservation | null {
+function liveReservation(saleId: string, id: string, h: Record<string, string>, epoch?: string | null): LiveReservation | null {
   if (!h.item) return null;
+  // A hold of an older epoch died when the sale was rebuilt, whatever its status still says.
+  const dead = epoch != null && h.ep !== epoch && (h.status === 'HELD' || h.status === 'CONFIRMING');
+  if (dead) return liveReservation(saleId, id, { ...h, status: 'RELEASED', reason: 'STOCK_REBUILT' });
   return {
     id,
     saleId,
@@ -181,17 +197,31 @@ export interface LiveReservation {
 function parseEnded(list: Raw): EndedHold[] {
   if (!Array.isArray(list)) return [];
   return list.map((s: string) => {
-    const [reservationId, saleItemId, quantity, status, reason, ...customer] = s.split('|');
+    const [reservationId, saleItemId, quantity, status, reason, wl, ...customer] = s.split('|');
     const customerId = customer.join('|');
-    return { reservationId, customerId, saleItemId, quantity: Number(quantity), status: status as EndedHold['status'], reason };
+    return { reservationId, customerId, saleItemId, quantity: Number(quantity), status: status as EndedHold['status'], reason, fromWaitlist: wl === '1' };
   });
 }
+
+/** What the recovery loop compares with PostgreSQL (see live-check.lua). */
+export type LiveCheck =
+  | { complete: false }
+  | { complete: true; epoch: number; version: number; items: Map<string, ItemLevel & { confirming: number }> };
 
 /** A Redis field/value list (HGETALL, a stream entry) as an object. */
 function flatToRecord(flat: string[]): Record<string, string> {
   const r: Record<string, string> = {};
   for (let i = 0; i < flat.length; i += 2) r[flat[i]] = flat[i + 1];
   return r;
+}
+
+/** One field of a sale's stock hash ("<item>:a|r|s|init|adj") into an item's figures. */
+function applyStockField(level: ItemLevel, kind: string, n: number): void {
+  if (kind === 'a') level.available = n;
+  else if (kind === 'r') level.reserved = n;
+  else if (kind === 's') level.sold = n;
+  else if (kind === 'init') level.initial = n;
+  else if (kind === 'adj') level.adjusted = n;
 }
 
 function flatToMap(flat: string[]): Map<string, string> {
@@ -248,8 +278,8 @@ export class StockEngine {
     }
   }
 
-  async initSale(saleId: string, def: { startsAt: number; endsAt: number; perUserLimit: number; holdSeconds: number; state: string; waitingRoom: boolean; items: { id: string; stock: number }[] }): Promise<boolean> {
-    const args: (string | number)[] = [def.startsAt, def.endsAt, def.perUserLimit, def.holdSeconds, def.state, def.waitingRoom ? 1 : 0];
+  async initSale(saleId: string, def: { startsAt: number; endsAt: number; perUserLimit: number; holdSeconds: number; state: string; waitingRoom: boolean; epoch: number; items: { id: string; stock: number }[] }): Promise<boolean> {
+    const args: (string | number)[] = [def.startsAt, def.endsAt, def.perUserLimit, def.holdSeconds, def.state, def.waitingRoom ? 1 : 0, def.epoch];
     for (const it of def.items) args.push(it.id, it.stock);
     const created = await this.redis.fsInitSale(this.keys.meta(saleId), ...args);
     await this.redis.sadd(this.keys.liveSales(), saleId);
@@ -272,7 +302,7 @@ export class StockEngine {
       : await this.redis.fsReserveLimited(1 + checks.length, meta, ...checks.map((c) => c.key), ...args, ...checks.flatMap((c) => [c.max, c.windowMs]));
     if (r[0] === 'RATE') return { ok: false, code: 'RATE_LIMITED', available: null, retryAfterMs: Number(r[1]), ended: [] };
     if (r[0] === 'OK') {
-      return { ok: true, reservationId: r[1], createdAt: Number(r[2]), expiresAt: Number(r[3]), available: Number(r[4]), saleAvailable: Number(r[5]), version: Number(r[6]), ended: parseEnded(r[7]) };
+      return { ok: true, reservationId: r[1], createdAt: Number(r[2]), expiresAt: Number(r[3]), available: Number(r[4]), saleAvailable: Number(r[5]), version: Number(r[6]), epoch: Number(r[8]), ended: parseEnded(r[7]) };
     }
     if (r[0] === 'REPLAY') return { ok: 'replay', reservationId: r[1], ended: parseEnded(r[2]) };
     return { ok: false, code: r[1], available: Number(r[2]) >= 0 ? Number(r[2]) : null, retryAfterMs: Number(r[3]), ended: parseEnded(r[4]) };
@@ -281,16 +311,17 @@ export class StockEngine {
   async beginConfirm(saleId: string, reservationId: string, customerId: string) {
     const r = await this.redis.fsBeginConfirm(this.keys.meta(saleId), reservationId, customerId, this.confirmWindowMs);
     const ended = parseEnded(r[2]);
-    if (r[0] === 'OK') return { ok: true as const, deadline: Number(r[1]), ended };
+    if (r[0] === 'OK') return { ok: true as const, deadline: Number(r[1]), epoch: Number(r[3]), version: Number(r[4]), ended };
     if (r[0] === 'CONFIRMED') return { ok: 'confirmed' as const, orderId: r[1] as string, ended };
     return { ok: false as const, code: r[1] as string, ended };
   }
 
   async confirm(saleId: string, reservationId: string, orderId: string) {
     const r = await this.redis.fsConfirm(this.keys.meta(saleId), reservationId, orderId);
-    if (r[0] === 'OK') return { ok: true as const, version: Number(r[1]) };
+    if (r[0] === 'OK') return { ok: true as const, version: Number(r[1]), fromWaitlist: r[2] === '1' };
     if (r[0] === 'ALREADY') return { ok: 'already' as const, orderId: r[1] as string };
-    return { ok: false as const, status: r[1] as string };
+    // GONE: the hold is not CONFIRMING in this epoch; NO_SALE: the live state is missing or partial.
+    return { ok: false as const, status: (r[0] === 'REJ' ? r[1] : r[1]) as string };
   }
 
   /** customerId '' releases anyone's hold (admins, compensation, the resolver). */
@@ -355,12 +386,7 @@ export class StockEngine {
       const kind = field.slice(sep + 1);
       let level = items.get(id);
       if (!level) items.set(id, (level = { available: 0, reserved: 0, sold: 0, initial: 0, adjusted: 0 }));
-      const n = Number(value);
-      if (kind === 'a') level.available = n;
-      else if (kind === 'r') level.reserved = n;
-      else if (kind === 's') level.sold = n;
-      else if (kind === 'init') level.initial = n;
-      else if (kind === 'adj') level.adjusted = n;
+      applyStockField(level, kind, Number(value));
     }
     return {
       now: Number(now),
@@ -378,7 +404,8 @@ export class StockEngine {
   }
 
   async reservation(saleId: string, reservationId: string): Promise<LiveReservation | null> {
-    return liveReservation(saleId, reservationId, await this.redis.hgetall(this.keys.reservation(saleId, reservationId)));
+    const [h, epoch] = await Promise.all([this.redis.hgetall(this.keys.reservation(saleId, reservationId)), this.redis.hget(this.keys.meta(saleId), 'ep')]);
+    return liveReservation(saleId, reservationId, h, epoch);
   }
 
   /** The oldest `count` outbox entries of a sale, and the current state of the holds they name. */
@@ -396,6 +423,17 @@ export class StockEngine {
     return { entries, holds };
   }
 
+  /** Outbox entries older than `streamId` still waiting to be copied (item and delta only). */
+  async outboxBefore(saleId: string, streamId: string): Promise<{ streamId: string; saleItemId: string; delta: number }[]> {
+    const raw = (await this.redis.xrange(this.keys.outbox(saleId), '-', `(${streamId}`)) as [string, string[]][];
+    const out: { streamId: string; saleItemId: string; delta: number }[] = [];
+    for (const [id, flat] of raw) {
+      const f = flatToRecord(flat);
+      if (f.k !== 'REBUILT') out.push({ streamId: id, saleItemId: f.i, delta: Number(f.d) });
+    }
+    return out;
+  }
+
   /** Removes outbox entries once they are copied. */
   async trimOutbox(saleId: string, streamIds: readonly string[]): Promise<void> {
     if (streamIds.length > 0) await this.redis.xdel(this.keys.outbox(saleId), ...streamIds);
@@ -406,8 +444,9 @@ export class StockEngine {
     return this.redis.zrevrange(`${this.keys.base(saleId)}cres:${customerId}`, 0, 99);
   }
 
-  async joinWaitlist(saleId: string, saleItemId: string, customerId: string, quantity: number) {
-    const r = await this.redis.fsWaitlistJoin(this.keys.meta(saleId), saleItemId, customerId, quantity);
+  /** `admitted`: the caller verified an admission token of this customer for this sale. */
+  async joinWaitlist(saleId: string, saleItemId: string, customerId: string, quantity: number, admitted = false) {
+    const r = await this.redis.fsWaitlistJoin(this.keys.meta(saleId), saleItemId, customerId, quantity, admitted ? '1' : '0');
     if (r[0] === 'OK') return { ok: true as const, changed: parseEnded(r[1]) };
     return { ok: false as const, code: r[1] as string, available: Number(r[2]), changed: parseEnded(r[3]) };
   }
@@ -428,24 +467,48 @@ export class StockEngine {
       const [item, raw, rank, size] = [flat[i] as string, flat[i + 1] as string, Number(flat[i + 2]), Number(flat[i + 3])];
       sizes.set(item, size);
       if (!raw) continue;
-      const [seq, qty, status, joined, offer] = raw.split('|');
+      const [seq, qty, status, joined, offer, endedAt] = raw.split('|');
       entries.push({
         saleItemId: item, sequence: Number(seq), quantity: Number(qty), status: status as WaitlistRecord['status'],
         joinedAt: Number(joined), offerId: offer || null, position: status === 'WAITING' && rank >= 0 ? rank + 1 : 0,
+        endedAt: endedAt ? Number(endedAt) : null,
       });
     }
     return { entries, sizes };
   }
 
-  /** Recreates a lost sale from PostgreSQL's facts; false when it is live already. */
-  async rebuildSale(saleId: string, state: RebuildState): Promise<boolean> {
-    const created = await this.redis.fsRebuildSale(this.keys.meta(saleId), JSON.stringify(state));
+  /**
+   * Replaces the sale's live state (missing, partial or stale) with PostgreSQL's facts. Returns the
+   * outbox id of its REBUILT marker: stock events before it describe the old state.
+   */
+  async rebuildSale(saleId: string, state: RebuildState): Promise<{ marker: string; version: number }> {
+    const [marker, version] = await this.redis.fsRebuildSale(this.keys.meta(saleId), JSON.stringify(state));
     await this.redis.sadd(this.keys.liveSales(), saleId);
-    return created === 1;
+    return { marker, version: Number(version) };
   }
 
+  /** The sale's live state as the recovery loop compares it with PostgreSQL (see live-check.lua). */
+  async liveCheck(saleId: string): Promise<LiveCheck> {
+    const r = await this.redis.fsLiveCheck(this.keys.meta(saleId));
+    if (Number(r[0]) !== 1) return { complete: false };
+    const items = new Map<string, ItemLevel & { confirming: number }>();
+    for (const [field, value] of flatToMap(r[3] as string[])) {
+      const sep = field.lastIndexOf(':');
+      const id = field.slice(0, sep);
+      let level = items.get(id);
+      if (!level) items.set(id, (level = { available: 0, reserved: 0, sold: 0, initial: 0, adjusted: 0, confirming: 0 }));
+      applyStockField(level, field.slice(sep + 1), Number(value));
+    }
+    for (const [id, q] of flatToMap(r[4] as string[])) {
+      const level = items.get(id);
+      if (level) level.confirming = Number(q);
+    }
+    return { complete: true, epoch: Number(r[1]), version: Number(r[2]), items };
+  }
+
+  /** True when the sale's live state is whole (every script would run on it). */
   async isLive(saleId: string): Promise<boolean> {
-    return (await this.redis.exists(this.keys.meta(saleId))) === 1;
+    return (await this.liveCheck(saleId)).complete;
   }
 
   async counters(saleId: string): Promise<Map<string, number>> {

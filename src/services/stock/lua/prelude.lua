@@ -3,14 +3,23 @@
 -- derived from it and shares the {sale:<id>} hash tag, so one sale lives in one cluster slot.
 -- Invariant kept by every script, per item:  a + r + s = init + adj,  a >= 0
 --   a = available, r = units in HELD or CONFIRMING holds, s = units in confirmed orders.
+-- A sale's live state is whole or not trusted: meta, stock, usage and idem always exist together
+-- (usage and idem keep a sentinel field '~'), and meta's `ep` is the sale's fencing epoch, equal to
+-- PostgreSQL's `sales.live_epoch`. A script that finds part of the state missing answers NO_SALE
+-- and writes nothing, so no script ever recreates part of a sale; the service rebuilds it whole
+-- from PostgreSQL under a new epoch. A hold belongs to the epoch it was made in (`ep`): holds of an
+-- older epoch are dead, whatever their status says.
 local base = string.sub(KEYS[1], 1, -5)
 local K_META, K_STOCK, K_USAGE, K_IDEM = base .. 'meta', base .. 'stock', base .. 'usage', base .. 'idem'
 local K_HOLDS, K_CONF, K_OUTBOX, K_COUNT = base .. 'holds', base .. 'confirming', base .. 'outbox', base .. 'counters'
 local RETAIN_MS = 3900000 -- ended holds stay readable for an hour and a bit
 local SALE_ID = string.match(KEYS[1], '{sale:([^}]*)}')
--- Holds this script ended or created (waitlist offers), "id|item|qty|status|reason|cust", so the
--- service can tell their customers.
+-- Holds this script ended or created (waitlist offers), "id|item|qty|status|reason|wl|cust", so
+-- the service can tell their customers (wl = '1' for a waitlist offer).
 local CHANGED = {}
+
+-- The sale's fencing epoch, read by meta_exists().
+local EPOCH = nil
 
 local t = redis.call('TIME')
 local NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -44,16 +53,28 @@ local function add_usage(item, cust, qty)
 end
 
 -- Waitlist of an item: `wlq:<item>` orders WAITING customers by join sequence; `wl:<item>` maps a
--- customer to "seq|qty|status|joinedAt|offerId".
+-- customer to "seq|qty|status|joinedAt|offerId|endedAt". An entry ends FULFILLED (its offer was
+-- confirmed), LAPSED (its offer ended unconfirmed, or it could no longer be served) or LEFT, and
+-- keeps its end time so its customer is shown the ending for an hour.
 local function wl_get(item, cust)
   local e = redis.call('HGET', base .. 'wl:' .. item, cust)
   if not e then return nil end
-  local seq, qty, st, joined, offer = string.match(e, '^(%d+)|(%d+)|(%u+)|(%d+)|(.*)$')
-  return { seq = seq, qty = tonumber(qty), status = st, joined = joined, offer = offer }
+  local seq, qty, st, joined, offer, ended = string.match(e, '^(%d+)|(%d+)|(%u+)|(%d+)|([^|]*)|?(%d*)$')
+  return { seq = seq, qty = tonumber(qty), status = st, joined = joined, offer = offer, ended = ended }
 end
 
+local WL_ENDED = { FULFILLED = true, LAPSED = true, LEFT = true }
+
 local function wl_set(item, cust, e)
-  redis.call('HSET', base .. 'wl:' .. item, cust, e.seq .. '|' .. e.qty .. '|' .. e.status .. '|' .. e.joined .. '|' .. (e.offer or ''))
+  local ended = ''
+  if WL_ENDED[e.status] then ended = (e.ended ~= nil and e.ended ~= '') and e.ended or NOW end
+  redis.call('HSET', base .. 'wl:' .. item, cust, e.seq .. '|' .. e.qty .. '|' .. e.status .. '|' .. e.joined .. '|' .. (e.offer or '') .. '|' .. ended)
+end
+
+-- The sale takes no more holds or offers: cancelled, or past its end.
+local function sale_closed()
+  local m = redis.call('HMGET', K_META, 'state', 'end')
+  return m[1] == 'CANCELLED' or NOW >= tonumber(m[2])
 end
 
 -- Offers available units to the head of the item's waitlist, strictly in join order: the head
@@ -61,6 +82,7 @@ end
 -- purchase can take a unit the waitlist is owed (reserve refuses the public while anyone waits).
 local function serve_waitlist(item)
   local wq = base .. 'wlq:' .. item
+  if sale_closed() then return end
   while true do
     local head = redis.call('ZRANGE', wq, 0, 0)
     if #head == 0 then return end
@@ -74,6 +96,7 @@ local function serve_waitlist(item)
       local used = tonumber(redis.call('HGET', K_USAGE, item .. '|' .. cust) or '0')
       if used + e.qty > tonumber(m[1]) then
         e.status = 'LAPSED'
+        CHANGED[#CHANGED + 1] = '|' .. item .. '|' .. e.qty .. '|LAPSED|LIMIT|1|' .. cust
       else
         local id = SALE_ID .. '.o' .. e.seq
         local expiresAt = NOW + tonumber(m[2]) * 1000
@@ -82,26 +105,50 @@ local function serve_waitlist(item)
         local after = add_available(item, -e.qty)
         redis.call('ZADD', K_HOLDS, expiresAt, id)
         redis.call('HSET', base .. 'res:' .. id, 'item', item, 'cust', cust, 'qty', e.qty, 'status', 'HELD',
-          'created', NOW, 'expires', expiresAt, 'idem', '', 'mut', 'offer', 'wl', 1)
+          'created', NOW, 'expires', expiresAt, 'idem', '', 'mut', 'offer', 'wl', 1, 'ep', EPOCH)
         redis.call('ZADD', base .. 'cres:' .. cust, NOW, id)
         outbox(item, 'RESERVED', -e.qty, after, cust, id, 'waitlist offer')
         e.status = 'OFFERED'
         e.offer = id
-        CHANGED[#CHANGED + 1] = id .. '|' .. item .. '|' .. e.qty .. '|OFFERED|WAITLIST|' .. cust
+        CHANGED[#CHANGED + 1] = id .. '|' .. item .. '|' .. e.qty .. '|OFFERED|WAITLIST|1|' .. cust
       end
       wl_set(item, cust, e)
     end
   end
 end
 
--- Ends a HELD or CONFIRMING hold and gives its units back. Returns "id|item|qty|status|reason|cust"
--- (the customer id last: it is the one part that may itself contain '|'), or nil.
-local function end_hold(id, status, reason)
+-- The one hold state machine: every status change of a hold goes through `end_hold` or
+-- `move_hold`, and only along these edges. A CONFIRMING hold is left only by the path that has asked
+-- PostgreSQL (the committing request or the sweeper's resolution): to CONFIRMED when the order is
+-- committed, to RELEASED when it surely is not. Customers, admins, cancels and the clock never end it.
+local MOVES = {
+  HELD = { CONFIRMING = true, RELEASED = true, EXPIRED = true },
+  CONFIRMING = { CONFIRMED = true, RELEASED = true },
+}
+
+-- The hold `id` as the state machine sees it, or nil when it does not exist or belongs to an older
+-- epoch of the sale (rebuilt since: dead).
+local function hold_get(id)
+  local r = redis.call('HMGET', base .. 'res:' .. id, 'item', 'cust', 'qty', 'status', 'idem', 'wl', 'ep', 'order', 'cancelled')
+  if not r[1] or r[7] ~= EPOCH then return nil end
+  return { id = id, item = r[1], cust = r[2], qty = tonumber(r[3]), status = r[4], idem = r[5], wl = r[6], order = r[8], cancelled = r[9] }
+end
+
+-- Moves hold `h` from status `from` to `to`, or returns false (wrong status, or no such edge).
+local function move_hold(h, from, to)
+  if not h or h.status ~= from or not MOVES[from] or not MOVES[from][to] then return false end
+  h.status = to
+  return true
+end
+
+-- Ends hold `id`, which must be in status `from`, as `status` (RELEASED or EXPIRED) and gives its
+-- units back. Returns "id|item|qty|status|reason|wl|cust" (the customer id last: it is the one
+-- part that may itself contain '|'), or nil when the state machine refuses.
+local function end_hold(id, status, reason, from)
+  local h = hold_get(id)
+  if not move_hold(h, from, status) then return nil end
   local rk = base .. 'res:' .. id
-  local r = redis.call('HMGET', rk, 'item', 'cust', 'qty', 'status', 'idem', 'wl')
-  local st = r[4]
-  if st ~= 'HELD' and st ~= 'CONFIRMING' then return nil end
-  local item, cust, qty = r[1], r[2], tonumber(r[3])
+  local item, cust, qty = h.item, h.cust, h.qty
   redis.call('HSET', rk, 'status', status, 'reason', reason, 'ended', NOW)
   redis.call('PEXPIRE', rk, RETAIN_MS)
   redis.call('ZREM', K_HOLDS, id)
@@ -112,15 +159,15 @@ local function end_hold(id, status, reason)
   outbox(item, status, qty, after, cust, id, reason)
   if status == 'EXPIRED' then redis.call('HINCRBY', K_COUNT, 'expired', 1) end
   -- A failed confirm is a rejection, and rejections are not remembered: the key may be retried.
-  if reason == 'CONFIRM_FAILED' and r[5] and r[5] ~= '' then redis.call('HDEL', K_IDEM, idem_field(cust, r[5])) end
-  if r[6] == '1' then
+  if reason == 'CONFIRM_FAILED' and h.idem and h.idem ~= '' then redis.call('HDEL', K_IDEM, idem_field(cust, h.idem)) end
+  if h.wl == '1' then
     local e = wl_get(item, cust)
     if e and e.offer == id and e.status == 'OFFERED' then
       e.status = reason == 'CUSTOMER' and 'LEFT' or 'LAPSED'
       wl_set(item, cust, e)
     end
   end
-  local s = id .. '|' .. item .. '|' .. qty .. '|' .. status .. '|' .. reason .. '|' .. cust
+  local s = id .. '|' .. item .. '|' .. qty .. '|' .. status .. '|' .. reason .. '|' .. (h.wl or '0') .. '|' .. cust
   CHANGED[#CHANGED + 1] = s
   serve_waitlist(item)
   return s
@@ -131,11 +178,15 @@ end
 local function expire_overdue(limit)
   local ids = redis.call('ZRANGEBYSCORE', K_HOLDS, '-inf', NOW, 'LIMIT', 0, limit)
   for _, id in ipairs(ids) do
-    if not end_hold(id, 'EXPIRED', 'EXPIRED') then redis.call('ZREM', K_HOLDS, id) end
+    if not end_hold(id, 'EXPIRED', 'EXPIRED', 'HELD') then redis.call('ZREM', K_HOLDS, id) end
   end
   return CHANGED
 end
 
+-- True when the sale's live state is whole (see the top); sets EPOCH. Every script that reads or
+-- writes stock calls it first and answers NO_SALE, changing nothing, when it is false.
 local function meta_exists()
-  return redis.call('EXISTS', K_META) == 1
+  if redis.call('EXISTS', K_META, K_STOCK, K_USAGE, K_IDEM) ~= 4 then return false end
+  EPOCH = redis.call('HGET', K_META, 'ep')
+  return EPOCH ~= false
 end

@@ -6,7 +6,7 @@
 --   confirmWindowMs, admitted ('1' when the caller verified an admission token for this customer
 --   and sale; only waiting-room sales ask), then max, windowMs for each counter KEYS[2..n].
 -- Returns one of
---   {'OK', id, createdAt, expiresAt, availableAfter, saleAvailable, ver, ended}
+--   {'OK', id, createdAt, expiresAt, availableAfter, saleAvailable, ver, ended, epoch}
 --   {'REPLAY', id, ended}            the same customer and key already succeeded
 --   {'REJ', code, available, retryAfterMs, ended}
 --   {'RATE', retryAfterMs}           over a folded rate limit: nothing else was done
@@ -73,9 +73,9 @@ else
   redis.call('ZADD', K_HOLDS, expiresAt, newId)
 end
 redis.call('HSET', base .. 'res:' .. newId, 'item', item, 'cust', cust, 'qty', qty, 'status', status,
-  'created', NOW, 'expires', expiresAt, 'idem', key, 'mut', mutation, 'wl', 0)
+  'created', NOW, 'expires', expiresAt, 'idem', key, 'mut', mutation, 'wl', 0, 'ep', EPOCH)
 redis.call('ZADD', base .. 'cres:' .. cust, NOW, newId)
 redis.call('HSET', K_IDEM, idemField, mutation .. '|' .. item .. '|' .. qty .. '|' .. newId)
 outbox(item, 'RESERVED', -qty, after, cust, newId, mutation)
 local ver = redis.call('HGET', K_META, 'ver')
-return {'OK', newId, NOW, expiresAt, after, total, ver, ended}
+return {'OK', newId, NOW, expiresAt, after, total, ver, ended, EPOCH}

@@ -8,6 +8,6 @@ for i = 1, #ARGV, 2 do redis.call('HSET', K_META, ARGV[i], ARGV[i + 1]) end
 redis.call('HINCRBY', K_META, 'ver', 1)
 if redis.call('HGET', K_META, 'state') == 'CANCELLED' then
   local ids = redis.call('ZRANGE', K_HOLDS, 0, -1)
-  for _, id in ipairs(ids) do end_hold(id, 'RELEASED', 'SALE_CANCELLED') end
+  for _, id in ipairs(ids) do end_hold(id, 'RELEASED', 'SALE_CANCELLED', 'HELD') end
 end
 return {'OK', ended}

@@ -1,7 +1,8 @@
 -- waitlist-leave: a customer leaves an item's waitlist; an OFFERED entry's hold is released and
 -- offered to the next entry in the same step.
 -- KEYS[1] meta.  ARGV: item, customer.
--- Returns {'OK', changed} | {'REJ', code, changed}
+-- Returns {'OK', changed} | {'REJ', code, changed}; RESERVATION_NOT_HELD while the offer is being
+-- confirmed (its order may be committing).
 local item, cust = ARGV[1], ARGV[2]
 if not meta_exists() then return {'REJ', 'NO_SALE', {}} end
 local changed = expire_overdue(50)
@@ -11,7 +12,7 @@ if e.status == 'WAITING' then
   redis.call('ZREM', base .. 'wlq:' .. item, cust)
   e.status = 'LEFT'
   wl_set(item, cust, e)
-else
-  end_hold(e.offer, 'RELEASED', 'CUSTOMER')
+elseif not end_hold(e.offer, 'RELEASED', 'CUSTOMER', 'HELD') then
+  return {'REJ', 'RESERVATION_NOT_HELD', changed}
 end
 return {'OK', changed}
