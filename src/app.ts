@@ -19,6 +19,7 @@ import { createHardening } from './server/hardening.js';
 import { LoadShedder, withLoadShedding } from './server/load-shedding.js';
 import { createMetrics } from './server/metrics.js';
 import { rateLimit, rateLimitsFromConfig } from './server/rate-limit.js';
+import { Readiness } from './server/readiness.js';
 import { RateCounter } from './services/rate-counter.js';
 import { Repeater } from './server/repeater.js';
 import { requestLogging } from './server/request-logging.js';
@@ -102,19 +103,22 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     },
   });
 
-  const ready = async (): Promise<string | null> => {
-    try {
-      await db.selectNoFrom((eb) => eb.lit(1).as('one')).execute();
-    } catch (err) {
-      return `postgresql: ${(err as Error).message}`;
-    }
-    try {
-      await redis.ping();
-    } catch (err) {
-      return `redis: ${(err as Error).message}`;
-    }
-    return null;
-  };
+  // /ready answers within 1 s whatever PostgreSQL and Redis do (src/server/readiness.ts).
+  const readyLog = log.child({ source: 'readiness' });
+  const readiness = new Readiness({
+    probes: {
+      postgresql: () => db.selectNoFrom((eb) => eb.lit(1).as('one')).execute(),
+      redis: async () => {
+        // While ioredis reconnects, a ping would wait in its offline queue: not ready, now.
+        if (redis.status !== 'ready') throw new Error(`connection ${redis.status}`);
+        await redis.ping();
+      },
+    },
+    onChange: (dependency, ok, detail) => {
+      if (ok) readyLog.info({ dependency }, 'dependency answers again');
+      else readyLog.warn({ dependency, detail }, 'dependency does not answer; /ready says 503');
+    },
+  });
 
   // Anonymous stock reads are answered by the fast lane from here while their sale has not changed.
   const responseCache = config.RESPONSE_CACHE_ENABLED
@@ -133,8 +137,10 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       return;
     }
     if (path === '/ready') {
-      const problem = await ready();
-      res.writeHead(problem ? 503 : 200, { 'content-type': 'application/json' }).end(JSON.stringify(problem ? { status: 'unavailable', reason: problem } : { status: 'ready' }));
+      // Names the dependencies only: what a driver said stays in the log.
+      const failed = await readiness.check();
+      res.writeHead(failed.length ? 503 : 200, { 'content-type': 'application/json' })
+        .end(JSON.stringify(failed.length ? { status: 'unavailable', reason: failed.join(', ') } : { status: 'ready' }));
       return;
     }
     if (path === '/metrics') {

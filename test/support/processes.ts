@@ -150,3 +150,114 @@ export class PgProxy {
     await this.cut();
   }
 }
+
+/**
+ * How a {@link FaultProxy} treats connections: `forward` passes bytes both ways; `blackhole`
+ * accepts new connections and holds every byte of old and new ones without an answer (as a host
+ * that stopped responding; nothing is dropped, so what was sent arrives once it is `forward`
+ * again, as TCP would deliver it); `close` closes every connection, and each new one at once;
+ * `refuse` stops listening, so connections are refused.
+ */
+export type ProxyMode = 'forward' | 'blackhole' | 'close' | 'refuse';
+
+interface ProxyLink {
+  client: Socket;
+  upstream: Socket | null;
+  flowing: boolean;
+}
+
+/** A TCP proxy in front of any server (PostgreSQL, Redis) whose behaviour a test switches with `set`. */
+export class FaultProxy {
+  private server: Server | null = null;
+  private current: ProxyMode = 'forward';
+  private readonly links = new Set<ProxyLink>();
+
+  private constructor(readonly port: number, private readonly target: { host: string; port: number }) {}
+
+  static async start(target: { host: string; port: number }): Promise<FaultProxy> {
+    const proxy = new FaultProxy(await freePort(), target);
+    await proxy.set('forward');
+    return proxy;
+  }
+
+  /** `url` (postgres://, redis://) reached through the proxy. */
+  urlFor(url: string): string {
+    const u = new URL(url);
+    u.host = `127.0.0.1:${this.port}`;
+    return u.toString();
+  }
+
+  get mode(): ProxyMode {
+    return this.current;
+  }
+
+  async set(mode: ProxyMode): Promise<void> {
+    this.current = mode;
+    if (mode === 'refuse' || mode === 'close') {
+      for (const link of this.links) this.drop(link);
+    }
+    if (mode === 'refuse') {
+      const server = this.server;
+      this.server = null;
+      if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+      return;
+    }
+    if (!this.server) await this.listen();
+    for (const link of this.links) {
+      if (mode === 'forward') this.flow(link);
+      else this.hold(link);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.set('refuse');
+  }
+
+  private async listen(): Promise<void> {
+    const server = createServer((client) => {
+      const link: ProxyLink = { client, upstream: null, flowing: false };
+      this.links.add(link);
+      client.on('error', () => undefined);
+      client.on('close', () => this.drop(link));
+      if (this.current === 'close') this.drop(link);
+      else if (this.current === 'forward') this.flow(link);
+      else this.hold(link);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.server = server;
+  }
+
+  /** Connects upstream if not yet, and pipes both ways (resuming what `hold` paused, buffered bytes included). */
+  private flow(link: ProxyLink): void {
+    if (!this.links.has(link) || link.flowing) return;
+    link.flowing = true;
+    if (!link.upstream) {
+      const upstream = connect(this.target.port, this.target.host);
+      link.upstream = upstream;
+      upstream.on('error', () => undefined);
+      upstream.on('close', () => this.drop(link));
+    }
+    link.client.pipe(link.upstream);
+    link.upstream.pipe(link.client);
+  }
+
+  /** Stops both directions; bytes stay buffered (in the streams, then in the kernel) until `flow`. */
+  private hold(link: ProxyLink): void {
+    link.flowing = false;
+    link.client.unpipe();
+    link.client.pause();
+    if (link.upstream) {
+      link.upstream.unpipe();
+      link.upstream.pause();
+    }
+  }
+
+  private drop(link: ProxyLink): void {
+    if (!this.links.delete(link)) return;
+    link.client.destroy();
+    link.upstream?.destroy();
+  }
+}
