@@ -164,7 +164,7 @@ export class StockRecovery {
       minVersion: Math.max(0, ...items.map((i) => Number(i.max_live_version))),
       meta: { start: sale.starts_at.getTime(), end: sale.ends_at.getTime(), limit: sale.per_user_limit, hold: sale.hold_seconds, state: sale.state, wr: (sale.waiting_room ? 1 : 0) as 0 | 1 },
       items: items.map((i) => ({ id: i.id, init: i.initial_stock, adj: i.stock - i.initial_stock, sold: i.sold })),
-      orders: orders.map((o) => ({ res: o.reservation_id, item: o.sale_item_id, cust: o.customer_id, qty: o.quantity, order: o.id, key: o.idempotency_key, cancelled: o.status === 'CANCELLED' })),
+      orders: orders.map((o) => ({ res: o.reservation_id, item: o.sale_item_id, cust: o.customer_id, qty: o.quantity, order: o.id, key: o.idempotency_key ?? '', cancelled: o.status === 'CANCELLED' })),
     };
     const { marker } = await this.engine.rebuildSale(saleId, state);
     this.repairs.inc({ reason: reason.split(':')[0] });

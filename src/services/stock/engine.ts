@@ -111,7 +111,8 @@ export interface RebuildState {
   minVersion: number;
   meta: { start: number; end: number; limit: number; hold: number; state: string; wr: 0 | 1 };
   items: { id: string; init: number; adj: number; sold: number }[];
-  orders: { res: string; item: string; cust: string; qty: number; order: string; key: string | null; cancelled: boolean }[];
+  /** `key` '' for orders without an idempotency key (waitlist offers): cjson has no string for null. */
+  orders: { res: string; item: string; cust: string; qty: number; order: string; key: string; cancelled: boolean }[];
 }
 
 export interface ItemLevel {

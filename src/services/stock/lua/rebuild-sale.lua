@@ -54,12 +54,12 @@ redis.call('HSET', K_IDEM, '~', 1)
 for _, o in ipairs(d.orders) do
   local rk = base .. 'res:' .. o.res
   redis.call('HSET', rk, 'item', o.item, 'cust', o.cust, 'qty', o.qty, 'status', 'CONFIRMED', 'created', NOW,
-    'expires', NOW, 'idem', o.key or '', 'mut', 'purchase', 'wl', 0, 'order', o.order, 'cancelled', o.cancelled and '1' or '0',
+    'expires', NOW, 'idem', o.key, 'mut', 'purchase', 'wl', 0, 'order', o.order, 'cancelled', o.cancelled and '1' or '0',
     'ep', epoch)
   redis.call('PERSIST', rk)
   if not o.cancelled then
     add_usage(o.item, o.cust, o.qty)
-    if o.key and o.key ~= cjson.null and o.key ~= '' then
+    if o.key ~= '' then
       redis.call('HSET', K_IDEM, idem_field(o.cust, o.key), 'purchase|' .. o.item .. '|' .. o.qty .. '|' .. o.res)
     end
   end

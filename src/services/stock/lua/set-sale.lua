@@ -9,5 +9,21 @@ redis.call('HINCRBY', K_META, 'ver', 1)
 if redis.call('HGET', K_META, 'state') == 'CANCELLED' then
   local ids = redis.call('ZRANGE', K_HOLDS, 0, -1)
   for _, id in ipairs(ids) do end_hold(id, 'RELEASED', 'SALE_CANCELLED', 'HELD') end
+  -- Nobody will be served any more: every waiting entry ends LAPSED, and its customer is told.
+  for _, field in ipairs(redis.call('HKEYS', K_STOCK)) do
+    local item = string.match(field, '^(.*):a$')
+    if item then
+      local wq = base .. 'wlq:' .. item
+      for _, cust in ipairs(redis.call('ZRANGE', wq, 0, -1)) do
+        local e = wl_get(item, cust)
+        if e then
+          e.status = 'LAPSED'
+          wl_set(item, cust, e)
+          CHANGED[#CHANGED + 1] = '|' .. item .. '|' .. e.qty .. '|LAPSED|SALE_CANCELLED|1|' .. cust
+        end
+      end
+      redis.call('DEL', wq)
+    end
+  end
 end
-return {'OK', ended}
+return {'OK', CHANGED}

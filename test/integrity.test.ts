@@ -1,0 +1,337 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { sql } from 'kysely';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newChildId, newId } from '../src/services/ids.js';
+import { eventually, startTestServer, type TestServer } from './support/harness.js';
+import { createSale } from './support/fixtures.js';
+import { CANCEL_ORDER, CONFIRM, PURCHASE, RELEASE, RESERVE, SALE, SALE_ITEM } from './support/operations.js';
+import { Recorder, wsClient } from './support/live.js';
+import { freePort } from './support/processes.js';
+
+/**
+ * Issue 16's regressions (a–g), each on real Redis and PostgreSQL: interleavings and partial
+ * failures that sold a unit twice, lost one, bricked a sale or hid a waitlist ending. A purchase
+ * "between commit and confirm" is made with the service's own parts (the reserve script, the order
+ * insert) and then left, exactly as an instance killed there leaves it.
+ */
+const JOIN_WAITLIST = /* GraphQL */ `mutation($item: ID!) { joinWaitlist(saleItemId: $item) {
+  __typename ... on WaitlistEntry { id status position offer { id status } } ... on Rejected { code } } }`;
+const MY_WAITLIST = /* GraphQL */ `query($sale: ID) { me { waitlist(saleId: $sale) { id status position offer { id status } } } }`;
+const WAITLIST_CHANGED = /* GraphQL */ `subscription($sale: ID!) { waitlistChanged(saleId: $sale) { id status position offer { id status } } }`;
+const ADJUST = /* GraphQL */ `mutation($item: ID!, $delta: Int!) { adjustStock(saleItemId: $item, delta: $delta, reason: "test") { id } }`;
+const CANCEL_SALE = /* GraphQL */ `mutation($id: ID!) { cancelSale(id: $id) { id status } }`;
+const JOIN_QUEUE = /* GraphQL */ `mutation($saleId: ID!) { joinQueue(saleId: $saleId) { __typename ... on QueueTicket { status } } }`;
+const MY_TICKET = /* GraphQL */ `query($saleId: ID!) { me { queueTicket(saleId: $saleId) { status admissionToken } } }`;
+
+let t: TestServer;
+beforeAll(async () => {
+  t = await startTestServer('integrity', { RATE_LIMIT_ENABLED: 'false', RECOVERY_INTERVAL_MS: '200', CONFIRM_WINDOW_MS: '2000' });
+});
+afterAll(() => t?.close());
+
+let keyN = 0;
+const buy = async (item: string, who: string, key = `k-${keyN++}`) =>
+  (await t.client.gql(PURCHASE, { input: { saleItemId: item, quantity: 1, idempotencyKey: key } }, await t.token(who))).data?.purchase;
+const level = async (item: string) => (await t.client.gql(SALE_ITEM, { id: item })).data.saleItem;
+
+/** CONFIRMED units of an item in PostgreSQL, counted from the orders themselves. */
+async function confirmedUnits(item: string): Promise<number> {
+  const r = await t.app.db.selectFrom('orders').select(sql<string>`coalesce(sum(quantity), 0)`.as('n')).where('sale_item_id', '=', item).where('status', '=', 'CONFIRMED').executeTakeFirstOrThrow();
+  return Number(r.n);
+}
+
+/**
+ * A purchase whose order committed and whose instance died before Redis confirmed it: the reserve
+ * script's CONFIRMING hold and the committed order row, nothing after.
+ */
+async function committedNotConfirmed(saleId: string, item: string, customer: string) {
+  const { engine, orders } = t.app.services;
+  const r = await engine.reserve(saleId, { saleItemId: item, customerId: customer, quantity: 1, idempotencyKey: `dead-${keyN++}`, mutation: 'purchase' });
+  if (r.ok !== true) throw new Error(`reserve refused: ${JSON.stringify(r)}`);
+  const orderId = newId();
+  const outcome = await orders.insert({
+    id: orderId, saleId, saleItemId: item, reservationId: r.reservationId, customerId: customer, quantity: 1, unitPriceCents: 19_999,
+    idempotencyKey: null, deliveryEnc: null, deadline: new Date(r.createdAt + engine.confirmWindowMs), liveEpoch: r.epoch, liveVersion: r.version,
+  });
+  if (!outcome.ok) throw new Error(`insert refused: ${JSON.stringify(outcome)}`);
+  return { reservationId: r.reservationId, orderId };
+}
+
+describe('a. a hold whose order committed is never released by its customer', () => {
+  it('answers RESERVATION_NOT_HELD, keeps the unit sold, and the next buyer gets SOLD_OUT', async () => {
+    const { saleId, itemIds: [item] } = await createSale(t, { stock: 1 });
+    const { reservationId } = await committedNotConfirmed(saleId, item, 'a-buyer');
+    // The customer sees the hold as HELD and tries to release it.
+    const released = (await t.client.gql(RELEASE, { id: reservationId }, await t.token('a-buyer'))).data.releaseReservation;
+    expect(released).toMatchObject({ __typename: 'Rejected', code: 'RESERVATION_NOT_HELD' });
+    const adminReleased = (await t.client.gql(RELEASE, { id: reservationId }, t.admin)).data.releaseReservation;
+    expect(adminReleased).toMatchObject({ __typename: 'Rejected', code: 'RESERVATION_NOT_HELD' });
+    expect(await buy(item, 'a-other')).toMatchObject({ __typename: 'Rejected', code: 'SOLD_OUT' });
+    // The sweeper resolves the hold against PostgreSQL: the order confirms it.
+    await eventually(async () => (await level(item)).sold === 1, 12_000, 100);
+    expect(await level(item)).toMatchObject({ available: 0, reserved: 0, sold: 1 });
+    expect(await confirmedUnits(item)).toBe(1);
+  });
+});
+
+describe('b. part of a sale\'s keys lost while a purchase commits', () => {
+  it('never recreates part of a sale: the sale is rebuilt whole and sells on, never NOT_FOUND or a negative count', async () => {
+    const { saleId, itemIds: [item] } = await createSale(t, { stock: 200, perUserLimit: 1 });
+    for (let i = 0; i < 20; i++) expect(await buy(item, `b-early-${i}`)).toMatchObject({ __typename: 'PurchaseSuccess' });
+    const { reservationId, orderId } = await committedNotConfirmed(saleId, item, 'b-committing');
+    const base = t.app.services.engine.keys.base(saleId);
+    await t.app.redis.del(`${base}meta`, `${base}stock`);
+    // The committing purchase's confirm finds the state partial: it writes nothing.
+    const confirmed = await t.app.services.engine.confirm(saleId, reservationId, orderId);
+    expect(confirmed).toMatchObject({ ok: false, status: 'NO_SALE' });
+    expect(await t.app.redis.exists(`${base}meta`)).toBe(0);
+
+    // Buyers meanwhile: a typed retry, never NOT_FOUND; the sale sells again within 10 s.
+    const answers: string[] = [];
+    const started = Date.now();
+    await eventually(async () => {
+      const r = await buy(item, `b-late-${answers.length}`);
+      answers.push(r.__typename === 'Rejected' ? r.code : r.__typename);
+      return r.__typename === 'PurchaseSuccess';
+    }, 10_000, 100).catch((err) => {
+      throw new Error(`${err.message}; answers: ${answers.join(',')}`);
+    });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(answers.filter((a) => a !== 'TEMPORARILY_UNAVAILABLE' && a !== 'PurchaseSuccess')).toEqual([]);
+    const sale = await t.client.gql(SALE, { id: saleId });
+    expect(sale.errors).toBeUndefined();
+    const after = await level(item);
+    expect(Math.min(after.available, after.reserved, after.sold)).toBeGreaterThanOrEqual(0);
+    // The committed order was counted by the rebuild.
+    expect(after.sold).toBe(await confirmedUnits(item));
+    expect(after.available + after.reserved + after.sold).toBe(200);
+  });
+
+  it('npm run stock -- rebuild (recovery.repair) replaces a half-present sale', async () => {
+    const { saleId, itemIds: [item] } = await createSale(t, { stock: 5 });
+    expect(await buy(item, 'b2-buyer')).toMatchObject({ __typename: 'PurchaseSuccess' });
+    const base = t.app.services.engine.keys.base(saleId);
+    await t.app.redis.del(`${base}usage`);
+    const sale = await t.app.services.sales.requireSale(saleId);
+    expect(await t.app.services.recovery.repair(sale, 'operator')).toBe('rebuilt');
+    expect(await level(item)).toMatchObject({ available: 4, reserved: 0, sold: 1 });
+    // The limit survived the rebuild: usage came back from the orders.
+    expect(await buy(item, 'b2-buyer')).toMatchObject({ __typename: 'PurchaseSuccess' });
+    expect(await buy(item, 'b2-buyer')).toMatchObject({ __typename: 'Rejected', code: 'LIMIT_EXCEEDED' });
+  });
+});
+
+describe('c. live state rolled back to an older copy', () => {
+  it('DUMP, buy, RESTORE, buy again: PostgreSQL refuses the second unit and the sale is repaired', async () => {
+    const { saleId, itemIds: [item] } = await createSale(t, { stock: 1 });
+    const base = t.app.services.engine.keys.base(saleId);
+    const keys = ['meta', 'stock', 'usage', 'idem', 'holds', 'confirming'].map((k) => `${base}${k}`);
+    const dumps = await Promise.all(keys.map((k) => t.app.redis.dumpBuffer(k)));
+    expect(await buy(item, 'c-first')).toMatchObject({ __typename: 'PurchaseSuccess' });
+    for (const [i, k] of keys.entries()) {
+      await t.app.redis.del(k);
+      if (dumps[i]) await t.app.redis.restore(k, 0, dumps[i]!);
+    }
+    const second = await buy(item, 'c-second');
+    expect(second.__typename).toBe('Rejected');
+    expect(['SOLD_OUT', 'TEMPORARILY_UNAVAILABLE']).toContain(second.code);
+    expect(await confirmedUnits(item)).toBe(1);
+    await eventually(async () => (await level(item)).sold === 1, 5000, 100);
+    expect(await level(item)).toMatchObject({ available: 0, reserved: 0, sold: 1 });
+    expect(await buy(item, 'c-third')).toMatchObject({ __typename: 'Rejected', code: 'SOLD_OUT' });
+    expect(await confirmedUnits(item)).toBe(1);
+  });
+
+  it('a real replica promoted after missing writes: no unit sold twice, the state verified and repaired', async () => {
+    const primary = await RedisServer.start();
+    const replica = await RedisServer.start(primary.port);
+    const proxy = await SwitchProxy.start(primary.port);
+    const s = await startTestServer('integrity-replica', {
+      RATE_LIMIT_ENABLED: 'false', RECOVERY_INTERVAL_MS: '200', REDIS_URL: `redis://127.0.0.1:${proxy.port}/0`,
+    });
+    try {
+      const { saleId, itemIds: [item] } = await createSale(s, { stock: 2, perUserLimit: 1 });
+      const buyOn = async (who: string) => (await s.client.gql(PURCHASE, { input: { saleItemId: item, quantity: 1, idempotencyKey: `r-${who}` } }, await s.token(who))).data?.purchase;
+      expect(await buyOn('r-1')).toMatchObject({ __typename: 'PurchaseSuccess' });
+      // The replica has everything so far, then stops hearing the primary (a partition).
+      const base = s.app.services.engine.keys.base(saleId);
+      await eventually(async () => (await replica.client.hget(`${base}stock`, `${item}:s`)) === '1', 5000, 50);
+      await replica.client.replicaof('NO', 'ONE');
+      expect(await buyOn('r-2')).toMatchObject({ __typename: 'PurchaseSuccess' });
+      // Failover: the primary goes away and every connection now reaches the stale replica.
+      await proxy.switchTo(replica.port);
+      await primary.stop();
+      const answers: Record<string, unknown>[] = [];
+      for (let i = 3; i < 8; i++) {
+        let r = await buyOn(`r-${i}`).catch(() => undefined);
+        for (let tries = 0; tries < 50 && (!r || r.code === 'TEMPORARILY_UNAVAILABLE'); tries++) {
+          await new Promise((res) => setTimeout(res, 200));
+          r = await buyOn(`r-${i}`).catch(() => undefined);
+        }
+        answers.push(r);
+      }
+      expect(answers.every((a) => a?.__typename === 'Rejected' && a.code === 'SOLD_OUT')).toBe(true);
+      const units = await s.app.db.selectFrom('orders').select(sql<string>`sum(quantity)`.as('n')).where('sale_item_id', '=', item).where('status', '=', 'CONFIRMED').executeTakeFirstOrThrow();
+      expect(Number(units.n)).toBe(2);
+      await eventually(async () => (await s.client.gql(SALE_ITEM, { id: item })).data.saleItem.sold === 2, 5000, 100);
+    } finally {
+      await s.close().catch(() => undefined);
+      await proxy.close();
+      await replica.stop();
+      await primary.stop();
+    }
+  });
+});
+
+describe('d. a cancelled sale takes no more orders', () => {
+  it('cancelling releases holds without offering them to the waitlist, ends waiting entries, and PostgreSQL refuses a late order', async () => {
+    const { saleId, itemIds: [item] } = await createSale(t, { stock: 1 });
+    const hold = (await t.client.gql(RESERVE, { input: { saleItemId: item, quantity: 1, idempotencyKey: 'd-hold' } }, await t.token('d-holder'))).data.reserve;
+    expect(hold.__typename).toBe('ReserveSuccess');
+    const [first, second] = [await t.token('d-waiter-1'), await t.token('d-waiter-2')];
+    expect((await t.client.gql(JOIN_WAITLIST, { item }, first)).data.joinWaitlist).toMatchObject({ status: 'WAITING' });
+    expect((await t.client.gql(JOIN_WAITLIST, { item }, second)).data.joinWaitlist).toMatchObject({ status: 'WAITING' });
+    // Added stock goes to the head of the waitlist: the first waiter holds an offer when the sale is cancelled.
+    expect((await t.client.gql(ADJUST, { item, delta: 1 }, t.admin)).errors).toBeUndefined();
+    const offer = (await t.client.gql(MY_WAITLIST, { sale: saleId }, first)).data.me.waitlist[0];
+    expect(offer).toMatchObject({ status: 'OFFERED', offer: { status: 'HELD' } });
+
+    expect((await t.client.gql(CANCEL_SALE, { id: saleId }, t.admin)).data.cancelSale.status).toBe('CANCELLED');
+    // The offer made before the cancel cannot be confirmed now.
+    expect((await t.client.gql(CONFIRM, { id: offer.offer.id }, first)).data.confirmReservation).toMatchObject({ __typename: 'Rejected', code: 'RESERVATION_NOT_HELD' });
+    // The released hold was not offered to the second waiter after the cancel; both entries ended.
+    expect((await t.client.gql(MY_WAITLIST, { sale: saleId }, second)).data.me.waitlist).toMatchObject([{ status: 'LAPSED', offer: null }]);
+    expect((await t.client.gql(MY_WAITLIST, { sale: saleId }, first)).data.me.waitlist).toMatchObject([{ status: 'LAPSED', offer: { status: 'RELEASED' } }]);
+    expect(await level(item)).toMatchObject({ available: 2, reserved: 0, sold: 0 });
+    const { orders } = t.app.services;
+    // A hold taken before the cancel whose order arrives after it: PostgreSQL refuses it.
+    const late = await orders.insert({
+      id: newId(), saleId, saleItemId: item, reservationId: newChildId(saleId), customerId: 'd-late', quantity: 1, unitPriceCents: 1,
+      idempotencyKey: null, deliveryEnc: null, deadline: new Date(Date.now() + 5000), liveEpoch: 1, liveVersion: 1,
+    });
+    expect(late).toEqual({ ok: false, reason: 'REFUSED', refusal: 'SALE_CANCELLED' });
+    const after = await t.app.db.selectFrom('orders').selectAll().where('sale_id', '=', saleId).execute();
+    expect(after).toEqual([]);
+  });
+});
+
+describe('e. cancelling an order while its hold is still confirming', () => {
+  it('gives the unit back exactly once: the next buyer gets it, Redis and PostgreSQL agree', async () => {
+    const { saleId, itemIds: [item] } = await createSale(t, { stock: 1 });
+    const { orderId } = await committedNotConfirmed(saleId, item, 'e-buyer');
+    const cancelled = (await t.client.gql(CANCEL_ORDER, { id: orderId }, await t.token('e-buyer'))).data.cancelOrder;
+    expect(cancelled).toMatchObject({ __typename: 'CancelOrderSuccess' });
+    expect(await level(item)).toMatchObject({ available: 1, reserved: 0, sold: 0 });
+    // Past the confirmation window and the sweeper's grace, nothing takes the unit away again.
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(await buy(item, 'e-next')).toMatchObject({ __typename: 'PurchaseSuccess' });
+    expect(await level(item)).toMatchObject({ available: 0, reserved: 0, sold: 1 });
+    expect(await confirmedUnits(item)).toBe(1);
+  });
+});
+
+describe('f. the waitlist of a waiting-room sale', () => {
+  it('takes only admitted customers (NOT_ADMITTED otherwise)', async () => {
+    const { saleId, itemIds: [item] } = await createSale(t, { stock: 1, waitingRoom: true, admitPerSecond: 1000 });
+    expect((await t.client.gql(JOIN_WAITLIST, { item }, await t.token('f-stranger'))).data.joinWaitlist).toMatchObject({ __typename: 'Rejected', code: 'NOT_ADMITTED' });
+    const guest = await t.token('f-guest');
+    await t.client.gql(JOIN_QUEUE, { saleId }, guest);
+    await eventually(async () => (await t.client.gql(MY_TICKET, { saleId }, guest)).data.me.queueTicket?.status === 'ADMITTED', 5000, 50);
+    // Admitted: the waitlist answers on the item's stock (available, so buy instead).
+    expect((await t.client.gql(JOIN_WAITLIST, { item }, guest)).data.joinWaitlist).toMatchObject({ __typename: 'Rejected', code: 'WAITLIST_CLOSED' });
+  });
+});
+
+describe('g. waitlist endings are shown and pushed', () => {
+  it('pushes LAPSED at once when an offer ends unconfirmed, and FULFILLED when one is confirmed', async () => {
+    const { saleId, itemIds: [item] } = await createSale(t, { stock: 1, holdSeconds: 1 });
+    await t.client.gql(RESERVE, { input: { saleItemId: item, quantity: 1, idempotencyKey: 'g-hold' } }, await t.token('g-holder'));
+    const [lapser, taker] = [await t.token('g-lapser'), await t.token('g-taker')];
+    await t.client.gql(JOIN_WAITLIST, { item }, lapser);
+    await t.client.gql(JOIN_WAITLIST, { item }, taker);
+    const clients = [wsClient(t.app.url, lapser), wsClient(t.app.url, taker)];
+    const [first, second] = clients.map((c) => new Recorder(c, WAITLIST_CHANGED, { sale: saleId }));
+    try {
+      await first.waitFor((d: any) => d.waitlistChanged.status === 'OFFERED', 8000);
+      const lapsed = await first.waitFor((d: any) => d.waitlistChanged.status === 'LAPSED', 8000);
+      expect((lapsed.data as any).waitlistChanged.offer).toMatchObject({ status: 'EXPIRED' });
+      const offered = await second.waitFor((d: any) => d.waitlistChanged.status === 'OFFERED', 8000);
+      const confirmed = (await t.client.gql(CONFIRM, { id: (offered.data as any).waitlistChanged.offer.id }, taker)).data.confirmReservation;
+      expect(confirmed.__typename).toBe('PurchaseSuccess');
+      await second.waitFor((d: any) => d.waitlistChanged.status === 'FULFILLED', 4000);
+      expect((await t.client.gql(MY_WAITLIST, { sale: saleId }, lapser)).data.me.waitlist).toMatchObject([{ status: 'LAPSED' }]);
+    } finally {
+      for (const c of clients) await c.dispose();
+    }
+  });
+});
+
+/** A redis-server of the test's own, on its own port; a replica when given its primary's port. */
+class RedisServer {
+  private constructor(readonly port: number, private readonly child: ChildProcess, readonly client: Redis) {}
+
+  static async start(replicaOf?: number): Promise<RedisServer> {
+    const port = await freePort();
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    if (replicaOf) args.push('--replicaof', '127.0.0.1', String(replicaOf));
+    args.push("--dir", tmpdir(), "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0");
+    const child = spawn("redis-server", args, { stdio: "ignore" });
+    await eventually(async () => {
+      const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on('error', () => undefined);
+      const up = await probe.connect().then(() => probe.ping(), () => null);
+      probe.disconnect();
+      return up === 'PONG';
+    }, 5000, 50);
+    const client = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 });
+    client.on('error', () => undefined);
+    return new RedisServer(port, child, client);
+  }
+
+  async stop(): Promise<void> {
+    this.client.disconnect();
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise((r) => this.child.once('exit', r));
+    this.child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+/** A TCP proxy whose upstream can be switched, as a failover moves a virtual address. */
+class SwitchProxy {
+  private readonly sockets = new Set<Socket>();
+  private constructor(readonly port: number, private target: number, private readonly server: Server) {}
+
+  static async start(target: number): Promise<SwitchProxy> {
+    const port = await freePort();
+    const proxy: SwitchProxy = new SwitchProxy(port, target, createServer((client) => {
+      const upstream = connect(proxy.target, '127.0.0.1');
+      for (const s of [client, upstream]) {
+        proxy.sockets.add(s);
+        s.on('close', () => proxy.sockets.delete(s));
+        s.on('error', () => undefined);
+      }
+      client.pipe(upstream);
+      upstream.pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    }));
+    await new Promise<void>((resolve) => proxy.server.listen(port, '127.0.0.1', () => resolve()));
+    return proxy;
+  }
+
+  /** New connections go to `port`; open ones are cut, so clients reconnect there. */
+  async switchTo(port: number): Promise<void> {
+    this.target = port;
+    for (const s of this.sockets) s.destroy();
+  }
+
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const s of this.sockets) s.destroy();
+    await closed;
+  }
+}
