@@ -12,14 +12,14 @@ local d = cjson.decode(ARGV[1])
 local epoch = tostring(d.epoch)
 local oldVer = tonumber(redis.call('HGET', K_META, 'ver') or '0') or 0
 -- Holds the old state still lists end as RELEASED (STOCK_REBUILT) for whoever reads them.
-for _, z in ipairs({K_HOLDS, K_CONF}) do
-  for _, id in ipairs(redis.call('ZRANGE', z, 0, -1)) do
-    local rk = base .. 'res:' .. id
-    local st = redis.call('HGET', rk, 'status')
-    if st == 'HELD' or st == 'CONFIRMING' then
-      redis.call('HSET', rk, 'status', 'RELEASED', 'reason', 'STOCK_REBUILT', 'ended', NOW)
-      redis.call('PEXPIRE', rk, RETAIN_MS)
-    end
+local stale = redis.call('ZRANGE', K_HOLDS, 0, -1)
+for _, id in ipairs(redis.call('ZRANGE', K_CONF, 0, -1)) do stale[#stale + 1] = id end
+for _, id in ipairs(stale) do
+  local rk = base .. 'res:' .. id
+  local st = redis.call('HGET', rk, 'status')
+  if st == 'HELD' or st == 'CONFIRMING' then
+    redis.call('HSET', rk, 'status', 'RELEASED', 'reason', 'STOCK_REBUILT', 'ended', NOW)
+    redis.call('PEXPIRE', rk, RETAIN_MS)
   end
 end
 redis.call('DEL', K_META, K_STOCK, K_USAGE, K_IDEM, K_HOLDS, K_CONF)
