@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { sql } from 'kysely';
 import { Redis } from 'ioredis';
@@ -9,7 +8,7 @@ import { eventually, startTestServer, type TestServer } from './support/harness.
 import { createSale } from './support/fixtures.js';
 import { CANCEL_ORDER, CONFIRM, PURCHASE, RELEASE, RESERVE, SALE, SALE_ITEM } from './support/operations.js';
 import { Recorder, wsClient } from './support/live.js';
-import { freePort } from './support/processes.js';
+import { freePort, PgProxy } from './support/processes.js';
 
 /**
  * Issue 16's regressions (a–g), each on real Redis and PostgreSQL: interleavings and partial
@@ -148,7 +147,7 @@ describe('c. live state rolled back to an older copy', () => {
   it('a real replica promoted after missing writes: no unit sold twice, the state verified and repaired', async () => {
     const primary = await RedisServer.start();
     const replica = await RedisServer.start(primary.port);
-    const proxy = await SwitchProxy.start(primary.port);
+    const proxy = await PgProxy.start({ host: '127.0.0.1', port: primary.port });
     const s = await startTestServer('integrity-replica', {
       RATE_LIMIT_ENABLED: 'false', RECOVERY_INTERVAL_MS: '200', REDIS_URL: `redis://127.0.0.1:${proxy.port}/0`,
     });
@@ -162,7 +161,7 @@ describe('c. live state rolled back to an older copy', () => {
       await replica.client.replicaof('NO', 'ONE');
       expect(await buyOn('r-2')).toMatchObject({ __typename: 'PurchaseSuccess' });
       // Failover: the primary goes away and every connection now reaches the stale replica.
-      await proxy.switchTo(replica.port);
+      proxy.switchTo({ host: '127.0.0.1', port: replica.port });
       await primary.stop();
       const answers: Record<string, unknown>[] = [];
       for (let i = 3; i < 8; i++) {
@@ -297,41 +296,5 @@ class RedisServer {
     const exited = new Promise((r) => this.child.once('exit', r));
     this.child.kill('SIGKILL');
     await exited;
-  }
-}
-
-/** A TCP proxy whose upstream can be switched, as a failover moves a virtual address. */
-class SwitchProxy {
-  private readonly sockets = new Set<Socket>();
-  private constructor(readonly port: number, private target: number, private readonly server: Server) {}
-
-  static async start(target: number): Promise<SwitchProxy> {
-    const port = await freePort();
-    const proxy: SwitchProxy = new SwitchProxy(port, target, createServer((client) => {
-      const upstream = connect(proxy.target, '127.0.0.1');
-      for (const s of [client, upstream]) {
-        proxy.sockets.add(s);
-        s.on('close', () => proxy.sockets.delete(s));
-        s.on('error', () => undefined);
-      }
-      client.pipe(upstream);
-      upstream.pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    }));
-    await new Promise<void>((resolve) => proxy.server.listen(port, '127.0.0.1', () => resolve()));
-    return proxy;
-  }
-
-  /** New connections go to `port`; open ones are cut, so clients reconnect there. */
-  async switchTo(port: number): Promise<void> {
-    this.target = port;
-    for (const s of this.sockets) s.destroy();
-  }
-
-  async close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const s of this.sockets) s.destroy();
-    await closed;
   }
 }

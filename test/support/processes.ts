@@ -97,7 +97,7 @@ export class PgProxy {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
 
-  private constructor(readonly port: number, private readonly target: { host: string; port: number }) {}
+  private constructor(readonly port: number, private target: { host: string; port: number }) {}
 
   static async start(target: { host: string; port: number }): Promise<PgProxy> {
     const proxy = new PgProxy(await freePort(), target);
@@ -135,6 +135,12 @@ export class PgProxy {
       server.listen(this.port, '127.0.0.1', () => resolve());
     });
     this.server = server;
+  }
+
+  /** New connections go to `target`; open ones are cut, so clients reconnect there (a failover). */
+  switchTo(target: { host: string; port: number }): void {
+    this.target = target;
+    for (const s of this.sockets) s.destroy();
   }
 
   async cut(): Promise<void> {
