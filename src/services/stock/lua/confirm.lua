@@ -10,6 +10,7 @@ if h and h.status == 'CONFIRMED' then return {'ALREADY', h.order} end
 if not move_hold(h, 'CONFIRMING', 'CONFIRMED') then return {'GONE', h and h.status or 'MISSING'} end
 local item, qty = h.item, h.qty
 redis.call('HSET', base .. 'res:' .. id, 'status', 'CONFIRMED', 'order', orderId, 'ended', NOW)
+redis.call('PEXPIREAT', base .. 'res:' .. id, keep_until())
 redis.call('ZREM', K_CONF, id)
 redis.call('HINCRBY', K_STOCK, item .. ':r', -qty)
 redis.call('HINCRBY', K_STOCK, item .. ':s', qty)

@@ -13,6 +13,11 @@ local base = string.sub(KEYS[1], 1, -5)
 local K_META, K_STOCK, K_USAGE, K_IDEM = base .. 'meta', base .. 'stock', base .. 'usage', base .. 'idem'
 local K_HOLDS, K_CONF, K_OUTBOX, K_COUNT = base .. 'holds', base .. 'confirming', base .. 'outbox', base .. 'counters'
 local RETAIN_MS = 3900000 -- ended holds stay readable for an hour and a bit
+-- Confirmed holds (they replay their idempotency key) and customers' hold indexes live until a week
+-- after the sale's end: every per-hold and per-customer key carries a TTL, so state stays bounded.
+local KEEP_AFTER_END_MS = 7 * 24 * 3600 * 1000
+-- A customer's hold index keeps the newest this many (me.reservations reads 100).
+local INDEX_KEEP = 100
 local SALE_ID = string.match(KEYS[1], '{sale:([^}]*)}')
 -- Holds this script ended or created (waitlist offers), "id|item|qty|status|reason|wl|cust", so
 -- the service can tell their customers (wl = '1' for a waitlist offer).
@@ -38,6 +43,19 @@ local function add_available(item, qty)
   end
   redis.call('HINCRBY', K_META, 'ver', 1)
   return after, total
+end
+
+-- When a sale's kept keys expire: a week after its end.
+local function keep_until()
+  return tonumber(redis.call('HGET', K_META, 'end')) + KEEP_AFTER_END_MS
+end
+
+-- Adds hold `id` to its customer's index (newest first for me.reservations), bounded in size and time.
+local function index_hold(cust, id)
+  local k = base .. 'cres:' .. cust
+  redis.call('ZADD', k, NOW, id)
+  redis.call('ZREMRANGEBYRANK', k, 0, -(INDEX_KEEP + 1))
+  redis.call('PEXPIREAT', k, keep_until())
 end
 
 -- Length-prefixed so that no customer id and key pair can collide with another.
@@ -106,7 +124,8 @@ local function serve_waitlist(item)
         redis.call('ZADD', K_HOLDS, expiresAt, id)
         redis.call('HSET', base .. 'res:' .. id, 'item', item, 'cust', cust, 'qty', e.qty, 'status', 'HELD',
           'created', NOW, 'expires', expiresAt, 'idem', '', 'mut', 'offer', 'wl', 1, 'ep', EPOCH)
-        redis.call('ZADD', base .. 'cres:' .. cust, NOW, id)
+        redis.call('PEXPIREAT', base .. 'res:' .. id, keep_until())
+        index_hold(cust, id)
         outbox(item, 'RESERVED', -e.qty, after, cust, id, 'waitlist offer')
         e.status = 'OFFERED'
         e.offer = id

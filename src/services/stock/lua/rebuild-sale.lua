@@ -43,6 +43,7 @@ for _, it in ipairs(d.items) do
     end
   end
 end
+local m = d.meta
 local total = 0
 for _, it in ipairs(d.items) do
   local a = it.init + it.adj - it.sold
@@ -56,7 +57,7 @@ for _, o in ipairs(d.orders) do
   redis.call('HSET', rk, 'item', o.item, 'cust', o.cust, 'qty', o.qty, 'status', 'CONFIRMED', 'created', NOW,
     'expires', NOW, 'idem', o.key, 'mut', 'purchase', 'wl', 0, 'order', o.order, 'cancelled', o.cancelled and '1' or '0',
     'ep', epoch)
-  redis.call('PERSIST', rk)
+  redis.call('PEXPIREAT', rk, tonumber(m['end']) + KEEP_AFTER_END_MS)
   if not o.cancelled then
     add_usage(o.item, o.cust, o.qty)
     if o.key ~= '' then
@@ -64,7 +65,6 @@ for _, o in ipairs(d.orders) do
     end
   end
 end
-local m = d.meta
 -- Versions keep increasing across the rebuild (subscribers order snapshots by them, and orders
 -- record the version they were sold at, so a state that went back in time is recognised).
 local ver = math.max(NOW, oldVer + 1, tonumber(d.minVersion or 0) + 1)

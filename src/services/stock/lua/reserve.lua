@@ -74,7 +74,8 @@ else
 end
 redis.call('HSET', base .. 'res:' .. newId, 'item', item, 'cust', cust, 'qty', qty, 'status', status,
   'created', NOW, 'expires', expiresAt, 'idem', key, 'mut', mutation, 'wl', 0, 'ep', EPOCH)
-redis.call('ZADD', base .. 'cres:' .. cust, NOW, newId)
+redis.call('PEXPIREAT', base .. 'res:' .. newId, keep_until())
+index_hold(cust, newId)
 redis.call('HSET', K_IDEM, idemField, mutation .. '|' .. item .. '|' .. qty .. '|' .. newId)
 outbox(item, 'RESERVED', -qty, after, cust, newId, mutation)
 local ver = redis.call('HGET', K_META, 'ver')
