@@ -4,6 +4,7 @@ import { getOperationAST, parse, type ExecutionResult } from 'graphql';
 import { processRegularResult, type YogaServerInstance } from 'graphql-yoga';
 import { getCORSHeadersByRequestAndOptions, type CORSOptions } from '@whatwg-node/server';
 import { Counter, type Histogram, type Registry } from 'prom-client';
+import { operationLabel } from './known-operations.js';
 import { PersistedOperations } from './persisted-operations.js';
 import type { CacheTicket, ResponseCache } from './response-cache.js';
 import { acceptedRequestId, REQUEST_ID_HEADER } from './request-logging.js';
@@ -189,7 +190,7 @@ export class FastLane {
     res.writeHead(response.status, { ...headers, ...this.corsHeaders(req) }).end(text);
     // Kept without the CORS headers: a hit is answered with those of its own Origin.
     if (ticket) this.cache!.keep(ticket, response.status, headers, text);
-    this.httpDuration?.observe({ ...operation, method: 'POST', statusCode: response.status }, (performance.now() - started) / 1000);
+    this.httpDuration?.observe({ operationName: operationLabel(operation.operationName), operationType: operation.operationType, method: 'POST', statusCode: response.status }, (performance.now() - started) / 1000);
   }
 
   /** What Yoga's CORS plugin adds to every answer to a request with an Origin; none without one. */

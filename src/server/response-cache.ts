@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { GraphQLSchema } from 'graphql';
 import { Counter, Gauge, type Histogram, type Registry } from 'prom-client';
+import { operationLabel } from './known-operations.js';
 import { PersistedOperations } from './persisted-operations.js';
 import { acceptedRequestId, REQUEST_ID_HEADER } from './request-logging.js';
 import { cachePlanOf, salesOfPlan, type CachePlan } from './response-cache-rules.js';
@@ -160,7 +161,7 @@ export class ResponseCache {
     this.requests.inc({ result: 'hit' });
     res.setHeader(REQUEST_ID_HEADER, acceptedRequestId(req.headers[REQUEST_ID_HEADER]) ?? randomUUID());
     res.writeHead(200, cors ? { ...entry.headers, ...cors } : entry.headers).end(entry.text);
-    this.httpDuration?.observe({ operationName: entry.operationName, operationType: 'query', method: 'POST', statusCode: 200 }, (performance.now() - started) / 1000);
+    this.httpDuration?.observe({ operationName: operationLabel(entry.operationName), operationType: 'query', method: 'POST', statusCode: 200 }, (performance.now() - started) / 1000);
   }
 
   /** A miss about to be executed: a ticket to `keep` its answer with, or null when it may not be shared. */
