@@ -18,6 +18,7 @@ import { graphiqlOptions } from './server/graphiql-examples.js';
 import { createHardening } from './server/hardening.js';
 import { LoadShedder, withLoadShedding } from './server/load-shedding.js';
 import { createMetrics } from './server/metrics.js';
+import { MetricsEndpoint } from './server/metrics-endpoint.js';
 import { rateLimit, rateLimitsFromConfig } from './server/rate-limit.js';
 import { Readiness } from './server/readiness.js';
 import { RateCounter } from './services/rate-counter.js';
@@ -128,6 +129,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     responseCache, subscriberConnection, config.REDIS_PREFIX, log.child({ source: 'response-cache' }),
   );
   await cacheEvents?.start(services.events);
+  const metricsEndpoint = new MetricsEndpoint(registry, config, log.child({ source: 'metrics' }));
   const fastLane = new FastLane(yoga as unknown as ConstructorParameters<typeof FastLane>[0], persisted, registry, hardening.cors, responseCache);
   const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
     hardening.applyHeaders(res);
@@ -144,7 +146,8 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       return;
     }
     if (path === '/metrics') {
-      res.writeHead(200, { 'content-type': registry.contentType }).end(await registry.metrics());
+      // Open outside production; in production only with METRICS_TOKEN (src/server/metrics-endpoint.ts).
+      await metricsEndpoint.serveOnApiPort(req, res);
       return;
     }
     if (isLivePagePath(path)) {
@@ -181,6 +184,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.HOST}:${port}`;
   log.info({ url: `${url}/graphql` }, 'flash-sale API listening');
+  await metricsEndpoint.listen();
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
@@ -198,6 +202,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       await Promise.race([closed, new Promise((r) => setTimeout(r, config.SHUTDOWN_TIMEOUT_MS))]);
       clearInterval(idleSweep);
       server.closeAllConnections();
+      await metricsEndpoint.close();
       await Promise.all(workers.map((w) => w.stop()));
       shedder.close();
       await services.ledger.drainAll().catch(() => undefined);

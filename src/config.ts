@@ -43,6 +43,15 @@ const schema = z
     /** Schema introspection; default on outside production, where it only helps someone map the API. */
     INTROSPECTION: boolish.optional(),
     /**
+     * /metrics (contract): open on the API port outside production. In production the API port
+     * serves it only with `Authorization: Bearer <METRICS_TOKEN>`, and not at all without a token;
+     * METRICS_PORT (any environment) serves it on a listener of its own (METRICS_HOST, default HOST),
+     * which in production asks for the token too when one is set. See src/server/metrics-endpoint.ts.
+     */
+    METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
+    METRICS_HOST: z.string().min(1).optional(),
+    METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+    /**
      * Document limits for a public endpoint; the contract's operations stay far inside them. Cost is
      * graphql-armor's: objects 2, scalars 1, ×1.5 per level, × a literal `first`; a full catalogue
      * page (100 sales with items and products) costs about 19,000.
@@ -134,6 +143,11 @@ const schema = z
     }
     if (env.DATA_KEY === DEV_DATA_KEY) {
       ctx.addIssue({ code: 'custom', path: ['DATA_KEY'], message: 'the development default is refused when NODE_ENV=production; set 32 random bytes, base64' });
+    }
+  })
+  .superRefine((env, ctx) => {
+    if (env.METRICS_PORT !== undefined && env.METRICS_PORT === env.PORT) {
+      ctx.addIssue({ code: 'custom', path: ['METRICS_PORT'], message: 'must differ from PORT' });
     }
   })
   .superRefine((env, ctx) => {
