@@ -19,8 +19,9 @@ import { createHardening } from './server/hardening.js';
 import { LoadShedder, withLoadShedding } from './server/load-shedding.js';
 import { createMetrics } from './server/metrics.js';
 import { MetricsEndpoint } from './server/metrics-endpoint.js';
-import { rateLimit, rateLimitsFromConfig } from './server/rate-limit.js';
+import { buyingLimitsFromConfig, rateLimit, rateLimitsFromConfig } from './server/rate-limit.js';
 import { Readiness } from './server/readiness.js';
+import { RateBuckets } from './services/rate-buckets.js';
 import { RateCounter } from './services/rate-counter.js';
 import { Repeater } from './server/repeater.js';
 import { requestLogging } from './server/request-logging.js';
@@ -63,8 +64,10 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     jwksIssuer: config.JWT_JWKS_ISSUER, jwksAudience: config.JWT_JWKS_AUDIENCE, jwksAllowAdmin: config.JWT_JWKS_ALLOW_ADMIN, confirmWindowMs: config.CONFIRM_WINDOW_MS,
     registry, log, dataKeys: [config.DATA_KEY], admissionTokenSeconds: config.ADMISSION_TOKEN_SECONDS,
     createSubscriber: subscriberConnection, liveStockIntervalMs: config.LIVE_STOCK_INTERVAL_MS,
-    saleRetireAfterMs: config.SALE_RETIRE_AFTER_MS,
+    saleRetireAfterMs: config.SALE_RETIRE_AFTER_MS, tierRefreshMs: config.CUSTOMER_TIER_REFRESH_MS,
   });
+  // Tiers are read from memory on the buying path: loaded before the first request.
+  await services.tiers.start();
 
   const seedWanted = config.SEED_SAMPLE_SALE ?? (config.NODE_ENV === 'development');
   if (seedWanted && config.NODE_ENV !== 'production') {
@@ -93,9 +96,11 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       rateLimit({
         counter: new RateCounter(redis, config.REDIS_PREFIX),
         limits: rateLimitsFromConfig(config),
+        buckets: new RateBuckets(redis, config.REDIS_PREFIX),
+        bucketLimits: buyingLimitsFromConfig(config),
+        tierOf: (viewer) => services.tiers.tierOf(viewer),
         trustProxyHops: config.TRUST_PROXY_HOPS,
         log: log.child({ source: 'rate-limit' }),
-        foldIntoReserve: !config.REDIS_CLUSTER_NODES,
       }),
     ],
     context: async ({ request }) => {
@@ -205,6 +210,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       await metricsEndpoint.close();
       await Promise.all(workers.map((w) => w.stop()));
       shedder.close();
+      services.tiers.close();
       await services.ledger.drainAll().catch(() => undefined);
       await Promise.allSettled([redis.quit(), publisher.quit()]);
       await db.destroy().catch(() => undefined);

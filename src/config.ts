@@ -15,6 +15,26 @@ const rateRule = z
   })
   .refine((r) => r.max >= 1 && r.windowMs >= 1, 'max and window must be at least 1');
 
+/**
+ * A token bucket (GCRA): "burst:<n>,per_s:<rate>", e.g. "burst:10,per_s:2" — up to n calls at once,
+ * then `rate` a second (decimals allowed: per_s:0.5 is one call every 2 s). The fixed-window form
+ * "<max>/<window>" still parses, as burst max refilled at max per window.
+ */
+const bucketRule = z
+  .string()
+  .transform((v, ctx) => {
+    const fields = /^\s*burst\s*:\s*(\d+)\s*,\s*per_s\s*:\s*(\d+(?:\.\d+)?)\s*$/.exec(v);
+    const windowed = /^(\d+)\/(\d+)(ms|s|m|h)$/.exec(v);
+    if (fields) return { burst: Number(fields[1]), perSecond: Number(fields[2]) };
+    if (windowed) {
+      const unitMs = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[windowed[3] as 'ms' | 's' | 'm' | 'h'];
+      return { burst: Number(windowed[1]), perSecond: (Number(windowed[1]) * 1000) / (Number(windowed[2]) * unitMs) };
+    }
+    ctx.addIssue({ code: 'custom', message: 'must look like "burst:10,per_s:2" (calls at once, then calls a second)' });
+    return z.NEVER;
+  })
+  .refine((r) => r.burst >= 1 && r.perSecond > 0, 'burst must be at least 1 and per_s above 0');
+
 const boolish = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -94,19 +114,31 @@ const schema = z
     SALE_RETIRE_AFTER_MS: z.coerce.number().int().min(1000).max(30 * 86_400_000).default(2 * 3_600_000),
     /** How often each instance copies the Redis ledger outbox into PostgreSQL. */
     DRAIN_INTERVAL_MS: z.coerce.number().int().min(50).max(2000).default(200),
-    /** Rate limits (fixed windows counted in Redis, shared by every instance); admins are never limited. */
+    /**
+     * Rate limits, counted in Redis and shared by every instance; admins are never limited. Login and
+     * register: fixed windows. Buying and fairness mutations: token buckets (GCRA) per customer (by
+     * tier) and per client address.
+     */
     RATE_LIMIT_ENABLED: boolish.default(true),
     /** login/register per email: the brute-force guard ("20 rapid wrong logins get RATE_LIMITED"). */
     RATE_LIMIT_AUTH_PER_EMAIL: rateRule.default({ max: 10, windowMs: 60_000 }),
     /** login/register per client IP: credential stuffing across many emails; scrypt caps throughput near this anyway. */
     RATE_LIMIT_AUTH_PER_IP: rateRule.default({ max: 300, windowMs: 10_000 }),
     /**
-     * Buying and fairness mutations per customer: 20/s on average, far above what a person taps, but
-     * over 10 s so the opening-second burst of a flash sale (many tabs, retries) is not cut off.
+     * Buying and fairness mutations per customer, by the customer's tier ("burst:<n>,per_s:<rate>"):
+     * a person's taps and a few tabs at the opening, not a script's. A new attempt draws a token; a
+     * replay of an idempotency key draws none. The tier is an admin's `setCustomerTier`, else the
+     * identity provider's `tier` claim, else STANDARD.
      */
-    RATE_LIMIT_BUYING_PER_CUSTOMER: rateRule.default({ max: 200, windowMs: 10_000 }),
-    /** Buying and fairness mutations per client IP: high, since a load test or a carrier NAT is one IP. */
-    RATE_LIMIT_BUYING_PER_IP: rateRule.default({ max: 10_000, windowMs: 1000 }),
+    RATE_LIMIT_TIER_STANDARD: bucketRule.default({ burst: 10, perSecond: 2 }),
+    RATE_LIMIT_TIER_TRUSTED: bucketRule.default({ burst: 30, perSecond: 5 }),
+    RATE_LIMIT_TIER_RESTRICTED: bucketRule.default({ burst: 3, perSecond: 0.5 }),
+    /** Replaced by RATE_LIMIT_TIER_STANDARD; refused when set, so an old setting is not silently dropped. */
+    RATE_LIMIT_BUYING_PER_CUSTOMER: z.string().optional(),
+    /** Buying and fairness mutations per client address, whatever the tier: high, since a load test or a carrier NAT is one address. */
+    RATE_LIMIT_BUYING_PER_IP: bucketRule.default({ burst: 10_000, perSecond: 10_000 }),
+    /** How often each instance reloads the customer tiers changed in PostgreSQL (by another instance's setCustomerTier). */
+    CUSTOMER_TIER_REFRESH_MS: z.coerce.number().int().min(50).max(60_000).default(1000),
     /** Proxies in front of us that append to X-Forwarded-For; 0 trusts only the socket's address. */
     TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
     /** How long a purchase's order commit may take before its hold is resolved against PostgreSQL; also how long a rebuild after Redis data loss waits. */
@@ -148,6 +180,11 @@ const schema = z
   .superRefine((env, ctx) => {
     if (env.METRICS_PORT !== undefined && env.METRICS_PORT === env.PORT) {
       ctx.addIssue({ code: 'custom', path: ['METRICS_PORT'], message: 'must differ from PORT' });
+    }
+  })
+  .superRefine((env, ctx) => {
+    if (env.RATE_LIMIT_BUYING_PER_CUSTOMER !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['RATE_LIMIT_BUYING_PER_CUSTOMER'], message: 'replaced by RATE_LIMIT_TIER_STANDARD (and _TRUSTED, _RESTRICTED), e.g. "burst:10,per_s:2"' });
     }
   })
   .superRefine((env, ctx) => {

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type App } from '../src/app.js';
 import { parseConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
-import { BUYING_FIELDS, clientAddress, rateLimitsFromConfig } from '../src/server/rate-limit.js';
+import { BUYING_FIELDS, buyingLimitsFromConfig, clientAddress, rateLimitsFromConfig } from '../src/server/rate-limit.js';
 import { RateCounter } from '../src/services/rate-counter.js';
 import { createSale } from './support/fixtures.js';
 import { monitorRedis } from './support/redis-monitor.js';
@@ -83,7 +83,8 @@ describe('buying limits per customer', () => {
   let t: TestServer;
   let itemId: string;
   beforeAll(async () => {
-    t = await startTestServer('rl-buy', { RATE_LIMIT_BUYING_PER_CUSTOMER: '5/60s', RATE_LIMIT_BUYING_PER_IP: '100000/1s' });
+    // A bucket of 5 refilled once every 50 s: for the length of these tests, a budget of 5.
+    t = await startTestServer('rl-buy', { RATE_LIMIT_TIER_STANDARD: 'burst:5,per_s:0.02', RATE_LIMIT_BUYING_PER_IP: 'burst:100000,per_s:100000' });
     ({ itemIds: [itemId] } = await createSale(t, { stock: 500, perUserLimit: 100 }));
   });
   afterAll(() => t?.close());
@@ -117,14 +118,14 @@ describe('buying limits per customer', () => {
       expect(q.errors).toBeUndefined();
     }
     // The fields of issue #5 not built yet are configured by name and covered once they exist.
-    const limits = rateLimitsFromConfig(t.app.config);
+    const limits = buyingLimitsFromConfig(t.app.config);
     for (const field of ['purchase', 'reserve', 'confirmReservation', 'releaseReservation', 'cancelOrder', 'joinWaitlist', 'leaveWaitlist', 'joinQueue']) {
       expect(limits.filter((l) => l.fields.has(field)).map((l) => l.by).sort()).toEqual(['customer', 'ip']);
     }
     expect([...BUYING_FIELDS].sort()).toHaveLength(8);
   });
 
-  it('a lone purchase is decided in one Redis command: the reserve script counts its limits itself', async () => {
+  it('a lone purchase is decided in one Redis command: the reserve script charges its buckets itself', async () => {
     const token = await t.token('one-trip');
     const prefix = t.app.config.REDIS_PREFIX;
     let r!: GqlResult;
@@ -134,12 +135,12 @@ describe('buying limits per customer', () => {
       r = await buy(t.client, itemId, 'one-trip-1', token);
     })).filter((c) => c.source !== 'lua' && c.args.some((a) => a.startsWith(prefix))).map((c) => c.args);
     expect(codeOf(r)).toBe('PurchaseSuccess');
-    const counted = seen.filter((args) => args.some((a) => a === `${prefix}rl:buy:customer:one-trip`));
+    const counted = seen.filter((args) => args.some((a) => a === `${prefix}rb:buy:customer:one-trip`));
     expect(counted).toHaveLength(1);
-    // The same command is the reserve decision: it names the sale's meta key and both counters.
+    // The same command is the reserve decision: it names the sale's meta key and both buckets.
     expect(counted[0][0].toLowerCase()).toBe('evalsha');
     expect(counted[0].some((a) => /\{sale:[^}]+\}:meta$/.test(a))).toBe(true);
-    expect(counted[0].some((a) => a.startsWith(`${prefix}rl:buy:ip:`))).toBe(true);
+    expect(counted[0].some((a) => a.startsWith(`${prefix}rb:buy:ip:`))).toBe(true);
   });
 
   it('two buying fields in one operation are counted before anything runs', async () => {
@@ -148,13 +149,15 @@ describe('buying limits per customer', () => {
       a: purchase(input: { saleItemId: $i, quantity: 1, idempotencyKey: "pair-a" }) { __typename }
       b: purchase(input: { saleItemId: $i, quantity: 1, idempotencyKey: "pair-b" }) { __typename }
     }`;
-    // Budget 5: two pairs take 4, the third pair needs 2 of the 1 left and nothing of it runs.
+    // Budget 5: two pairs take 4, the third pair needs 2 of the 1 left and nothing of it runs
+    // (nor does it draw the 1 left: the next lone purchase still gets it).
     for (let i = 0; i < 2; i++) expect((await t.client.gql(PAIR.replaceAll('pair-', `pair${i}-`), { i: itemId }, token)).data?.a.__typename).toBe('PurchaseSuccess');
     const limited = await t.client.gql(PAIR, { i: itemId }, token);
     expect(limited.data).toBeNull();
     expect(limited.errors?.map((e) => e.extensions?.code)).toContain('RATE_LIMITED');
+    expect(codeOf(await buy(t.client, itemId, 'pair-last', token))).toBe('PurchaseSuccess');
     const orders = await t.app.db.selectFrom('orders').select('id').where('customer_id', '=', 'pair').execute();
-    expect(orders).toHaveLength(4);
+    expect(orders).toHaveLength(5);
   });
 
   it('admins are never limited', async () => {
@@ -168,7 +171,7 @@ describe('limits per IP', () => {
   let t: TestServer;
   beforeAll(async () => {
     t = await startTestServer('rl-ip', {
-      RATE_LIMIT_BUYING_PER_CUSTOMER: '1000/60s', RATE_LIMIT_BUYING_PER_IP: '8/60s',
+      RATE_LIMIT_TIER_STANDARD: 'burst:1000,per_s:1000', RATE_LIMIT_BUYING_PER_IP: 'burst:8,per_s:0.02',
       RATE_LIMIT_AUTH_PER_EMAIL: '1000/60s', RATE_LIMIT_AUTH_PER_IP: '6/60s',
     });
   });
@@ -194,7 +197,7 @@ describe('one limit across instances', () => {
   let t: TestServer;
   let second: App;
   beforeAll(async () => {
-    const env = { RATE_LIMIT_BUYING_PER_CUSTOMER: '10/60s' };
+    const env = { RATE_LIMIT_TIER_STANDARD: 'burst:10,per_s:0.02' };
     t = await startTestServer('rl-multi', env);
     // A second instance on the same PostgreSQL database and Redis prefix, as behind a load balancer.
     const config = testConfig({ databaseUrl: t.app.config.DATABASE_URL, redisPrefix: t.app.config.REDIS_PREFIX }, env);
@@ -252,13 +255,23 @@ describe('the Redis counter', () => {
     expect(clientAddress(req('::1'), 0)).toBe('0:0:0:0::/64');
   });
 
-  it('reads limits from the environment, with generous defaults', () => {
+  it('reads limits from the environment: buying limits that fit a person, generous ones per address', () => {
     const defaults = parseConfig({});
-    // 20/s sustained, with room for a 60-request opening burst from one customer.
-    expect(defaults.RATE_LIMIT_BUYING_PER_CUSTOMER).toEqual({ max: 200, windowMs: 10_000 });
-    expect(defaults.RATE_LIMIT_BUYING_PER_IP.max).toBeGreaterThanOrEqual(5000);
+    // Issue 17: a burst of 10, then 2 a second (a fixed window of 200 per 10 s let a script try 20 a second).
+    expect(defaults.RATE_LIMIT_TIER_STANDARD).toEqual({ burst: 10, perSecond: 2 });
+    expect(defaults.RATE_LIMIT_TIER_TRUSTED.burst).toBeGreaterThan(10);
+    expect(defaults.RATE_LIMIT_TIER_RESTRICTED.burst).toBeLessThan(10);
+    expect(defaults.RATE_LIMIT_BUYING_PER_IP.burst).toBeGreaterThanOrEqual(5000);
+    expect(parseConfig({ RATE_LIMIT_TIER_RESTRICTED: 'burst:3,per_s:0.5' }).RATE_LIMIT_TIER_RESTRICTED).toEqual({ burst: 3, perSecond: 0.5 });
+    // The fixed-window form still parses: burst max, refilled at max per window.
+    expect(parseConfig({ RATE_LIMIT_BUYING_PER_IP: '8/4s' }).RATE_LIMIT_BUYING_PER_IP).toEqual({ burst: 8, perSecond: 2 });
+    expect(() => parseConfig({ RATE_LIMIT_TIER_TRUSTED: 'lots' })).toThrow(/RATE_LIMIT_TIER_TRUSTED/);
+    expect(() => parseConfig({ RATE_LIMIT_TIER_TRUSTED: 'burst:0,per_s:1' })).toThrow(/RATE_LIMIT_TIER_TRUSTED/);
+    // The fixed window it replaces is refused, not silently dropped.
+    expect(() => parseConfig({ RATE_LIMIT_BUYING_PER_CUSTOMER: '200/10s' })).toThrow(/RATE_LIMIT_BUYING_PER_CUSTOMER.*RATE_LIMIT_TIER_STANDARD/);
     expect(parseConfig({ RATE_LIMIT_AUTH_PER_EMAIL: '3/2m' }).RATE_LIMIT_AUTH_PER_EMAIL).toEqual({ max: 3, windowMs: 120_000 });
     expect(() => parseConfig({ RATE_LIMIT_AUTH_PER_EMAIL: 'lots' })).toThrow(/RATE_LIMIT_AUTH_PER_EMAIL/);
     expect(rateLimitsFromConfig(parseConfig({ RATE_LIMIT_ENABLED: 'false' }))).toEqual([]);
+    expect(buyingLimitsFromConfig(parseConfig({ RATE_LIMIT_ENABLED: 'false' }))).toEqual([]);
   });
 });

@@ -29,7 +29,8 @@ beforeAll(async () => {
   cluster = await LocalRedisCluster.start(3);
   // Rate limits stay on: their counters are keys of their own, outside any sale's slot. The
   // storm is 1,000 calls from one address, inside the per-address budget.
-  t = await startTestServer('cluster', { REDIS_CLUSTER_NODES: cluster.nodes, RATE_LIMIT_AUTH_PER_EMAIL: '3/60s' });
+  // Customers' buckets refill once every 50 s, so counts below are exact.
+  t = await startTestServer('cluster', { REDIS_CLUSTER_NODES: cluster.nodes, RATE_LIMIT_AUTH_PER_EMAIL: '3/60s', RATE_LIMIT_TIER_STANDARD: 'burst:10,per_s:0.02' });
   other = await startApp({ ...t.app.config }, { log: createLogger(t.app.config.LOG_LEVEL) });
   otherClient = new GqlClient(other.url, 64);
 }, 90_000);
@@ -46,11 +47,11 @@ describe('Lua scripts', () => {
   // a script that reached outside its sale would pass every single-node test and fail here.
   it('touch only KEYS[1] and keys derived from it (the sale prefix, hash tag included)', () => {
     const dir = new URL('../src/services/stock/lua/', import.meta.url);
-    const files = [...readdirSync(dir).map((f) => new URL(f, dir)), new URL('../src/services/rate-hit.lua', import.meta.url)];
+    const files = [...readdirSync(dir).map((f) => new URL(f, dir)), ...['rate-hit.lua', 'rate-bucket.lua'].map((f) => new URL(`../src/services/${f}`, import.meta.url))];
     // Locals that hold a key: assigned from `base ..` (base is KEYS[1] minus its 'meta' suffix). The
     // stock scripts run behind the shared preludes, so their locals count for every script.
-    // rate_hit's `key` is the limiter script's KEYS[1], or a counter reserve.lua gets as KEYS[2..]
-    // only off a cluster (the rate-limit plugin folds limits in only then; tested below).
+    // rate_hit's and the token buckets' `key` is the limiter script's KEYS[1], or a bucket reserve.lua
+    // gets as KEYS[2..] only off a cluster (the engine folds buckets in only then; tested below).
     const derived = new Set(['base', 'KEYS[1]', 'key']);
     for (const file of files) {
       for (const m of readFileSync(file, 'utf8').matchAll(/local\s+([\w\s,]+?)\s*=\s*(base\s*\.\.|string\.sub\(KEYS\[1\])/g)) for (const name of m[1].split(',')) derived.add(name.trim());
@@ -211,12 +212,27 @@ describe('on Redis Cluster', () => {
     for (let i = 0; i < 4; i++) attempts.push(await [t.client, otherClient][i % 2].gql(LOGIN, { email: 'nobody@example.com', password: 'wrong password' }));
     expect(attempts.map((a) => a.errors?.[0]?.extensions?.code)).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'RATE_LIMITED']);
 
-    // Buying limits too, from the limiter's own script: their counters are outside the sale's slot,
-    // so on a cluster they are not folded into reserve.lua (that call would fail CROSSSLOT).
+    // Buying limits too, charged by the engine before the reserve script: their buckets are outside
+    // the sale's slot, so on a cluster they are not folded into reserve.lua (that call would fail CROSSSLOT).
     const greedy = await t.token('cluster-greedy');
+    const burst = t.app.config.RATE_LIMIT_TIER_STANDARD.burst;
     const rs = await Promise.all(Array.from({ length: 205 }, (_, i) => [t.client, otherClient][i % 2].gql(PURCHASE, { input: { saleItemId: itemIds[0], quantity: 1, idempotencyKey: `greedy-${i}` } }, greedy)));
     const codes = rs.map((r) => r.errors?.[0]?.extensions?.code ?? r.data?.purchase?.code);
-    expect(codes.filter((c) => c === 'RATE_LIMITED')).toHaveLength(205 - t.app.config.RATE_LIMIT_BUYING_PER_CUSTOMER.max);
-    expect(codes.filter((c) => c === 'NOT_ADMITTED')).toHaveLength(t.app.config.RATE_LIMIT_BUYING_PER_CUSTOMER.max);
+    expect(codes.filter((c) => c === 'RATE_LIMITED')).toHaveLength(205 - burst);
+    expect(codes.filter((c) => c === 'NOT_ADMITTED')).toHaveLength(burst);
+  });
+
+  it('replays draw no token on a cluster either: their charge is handed back', async () => {
+    const { itemIds } = await createSale(t, { stock: 10, perUserLimit: 5 });
+    const token = await t.token('cluster-replayer');
+    const buy = (key: string) => t.client.gql(PURCHASE, { input: { saleItemId: itemIds[0], quantity: 1, idempotencyKey: key } }, token);
+    expect((await buy('first')).data.purchase).toMatchObject({ __typename: 'PurchaseSuccess', replayed: false });
+    // More replays than the burst, one after another: each is charged, then given back.
+    for (let i = 0; i < 15; i++) expect((await buy('first')).data?.purchase).toMatchObject({ __typename: 'PurchaseSuccess', replayed: true });
+    // So 9 of the 10 tokens are left for new attempts, and then none.
+    const fresh = [];
+    for (let i = 0; i < 10; i++) fresh.push(await buy(`new-${i}`));
+    const codes = fresh.map((r) => r.errors?.[0]?.extensions?.code ?? r.data.purchase.__typename);
+    expect(codes).toEqual([...Array(4).fill('PurchaseSuccess'), ...Array(5).fill('Rejected'), 'RATE_LIMITED']);
   });
 });

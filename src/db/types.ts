@@ -116,6 +116,15 @@ export interface StockAdjustmentTable {
   at: CreatedAt;
 }
 
+/** A tier an admin set for a customer (migration 0005); customers without a row are STANDARD or their token's claim. */
+export interface CustomerTierTable {
+  customer_id: string;
+  tier: 'STANDARD' | 'TRUSTED' | 'RESTRICTED';
+  /** The admin's subject. */
+  set_by: string;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
 export interface CustomerUnitsTable {
   sale_item_id: string;
   customer_id: string;
@@ -125,6 +134,7 @@ export interface CustomerUnitsTable {
 
 export interface Database {
   customer_units: CustomerUnitsTable;
+  customer_tiers: CustomerTierTable;
   products: ProductTable;
   sales: SaleTable;
   sale_items: SaleItemTable;

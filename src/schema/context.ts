@@ -1,6 +1,6 @@
 import type { Viewer } from '../services/auth.js';
 import type { Services } from '../services/index.js';
-import type { RateCheck } from '../services/rate-counter.js';
+import type { BucketCheck } from '../services/rate-buckets.js';
 import type { Loaders } from './loaders.js';
 
 export interface Context {
@@ -10,8 +10,9 @@ export interface Context {
   services: Services;
   loaders: Loaders;
   /**
-   * Buying rate limits the reserve script counts itself, in the same round trip as the decision;
-   * set by the rate-limit plugin (src/server/rate-limit.ts) for a lone `purchase` or `reserve`.
+   * Buying rate limits (token buckets) the reserve call charges itself, after its idempotency
+   * lookup and in the same round trip as the decision; set by the rate-limit plugin
+   * (src/server/rate-limit.ts) for a lone `purchase` or `reserve`.
    */
-  rateChecks?: readonly RateCheck[];
+  rateChecks?: readonly BucketCheck[];
 }

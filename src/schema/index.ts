@@ -6,6 +6,7 @@ import './sale.js';
 import './buying.js';
 import './ledger.js';
 import './viewer.js';
+import './tiers.js';
 import './waitlist.js';
 import './queue.js';
 import './subscriptions.js';

@@ -17,7 +17,9 @@ import type { Config } from '../config.js';
 import type { Context } from '../schema/context.js';
 import type { Viewer } from '../services/auth.js';
 import { normalizeEmail } from '../services/accounts.js';
+import type { CustomerTier } from '../services/customer-tiers.js';
 import { rateLimited } from '../services/errors.js';
+import type { BucketCheck, BucketRule, RateBuckets } from '../services/rate-buckets.js';
 import type { RateCheck, RateCounter, RateRule } from '../services/rate-counter.js';
 
 /** One counter per (bucket, identity): e.g. every buying mutation of one customer shares a budget. */
@@ -38,19 +40,39 @@ export const BUYING_FIELDS = [
 export function rateLimitsFromConfig(config: Config): RateLimit[] {
   if (!config.RATE_LIMIT_ENABLED) return [];
   const auth = new Set<string>(AUTH_FIELDS);
-  const buying = new Set<string>(BUYING_FIELDS);
   return [
     { bucket: 'auth', fields: auth, by: 'email', rule: config.RATE_LIMIT_AUTH_PER_EMAIL },
     { bucket: 'auth', fields: auth, by: 'ip', rule: config.RATE_LIMIT_AUTH_PER_IP },
-    { bucket: 'buy', fields: buying, by: 'customer', rule: config.RATE_LIMIT_BUYING_PER_CUSTOMER },
+  ];
+}
+
+/**
+ * A token bucket (GCRA) per (bucket, identity) for buying and fairness mutations: per customer,
+ * with the rule of the customer's tier; per client address, one rule whoever calls (an address
+ * is shared by customers of every tier, so its bucket cannot depend on the caller's).
+ */
+export type BucketLimit = { bucket: string; fields: ReadonlySet<string> } & (
+  | { by: 'customer'; rules: Readonly<Record<CustomerTier, BucketRule>> }
+  | { by: 'ip'; rule: BucketRule }
+);
+
+/** The buying limits the configuration asks for. */
+export function buyingLimitsFromConfig(config: Config): BucketLimit[] {
+  if (!config.RATE_LIMIT_ENABLED) return [];
+  const buying = new Set<string>(BUYING_FIELDS);
+  const rules = { STANDARD: config.RATE_LIMIT_TIER_STANDARD, TRUSTED: config.RATE_LIMIT_TIER_TRUSTED, RESTRICTED: config.RATE_LIMIT_TIER_RESTRICTED };
+  return [
+    { bucket: 'buy', fields: buying, by: 'customer', rules },
     { bucket: 'buy', fields: buying, by: 'ip', rule: config.RATE_LIMIT_BUYING_PER_IP },
   ];
 }
 
 /**
  * Fields whose decision is one reserve script call: when such a field is the operation's only
- * limited field, its counters are handed to the script (context `rateChecks`) and hit there, so
- * the purchase decision stays one Redis round trip.
+ * limited field, its buckets are handed to the reserve call (context `rateChecks`) and charged
+ * there, after the idempotency lookup (a replay draws no token), so the purchase decision stays
+ * one Redis round trip. On Redis Cluster the engine charges them just before the script (see
+ * StockEngine.reserve).
  */
 export const FOLDED_FIELDS: ReadonlySet<string> = new Set(['purchase', 'reserve']);
 
@@ -62,18 +84,22 @@ interface RootField {
 
 /**
  * Rate limits on mutation fields, before anything executes. A limited call answers HTTP 200 with
- * a GraphQL error (`extensions.code` RATE_LIMITED, `extensions.retryAfterSeconds`) and nothing
- * in the operation runs. Admins are never limited. Every alias of a field counts, so one request
- * cannot carry a hundred `login`s past the per-email limit.
+ * a GraphQL error (`extensions.code` RATE_LIMITED, `extensions.retryAfterSeconds`: when the call
+ * would pass, rounded up to whole seconds) and nothing in the operation runs. Admins are never
+ * limited. Every alias of a field counts, so one request cannot carry a hundred `login`s past the
+ * per-email limit, nor two `purchase`s past one token (an operation refused draws no token).
  *
  * Not @envelop/rate-limiter: its store API is get-then-set of a timestamp list (not atomic even
  * with a custom store), it allows one rule per field (we need per-customer and per-IP), and its
  * error carries only a message, not the time until the window reopens.
  */
-export function rateLimit(opts: { counter: RateCounter; limits: RateLimit[]; trustProxyHops: number; log: Logger; foldIntoReserve: boolean }): Plugin<Context> {
-  const { counter, limits, trustProxyHops, log, foldIntoReserve } = opts;
-  if (limits.length === 0) return {};
-  const limitedFields = new Set(limits.flatMap((l) => [...l.fields]));
+export function rateLimit(opts: {
+  counter: RateCounter; limits: RateLimit[]; buckets: RateBuckets; bucketLimits: BucketLimit[];
+  tierOf: (viewer: Viewer) => CustomerTier; trustProxyHops: number; log: Logger;
+}): Plugin<Context> {
+  const { counter, limits, buckets, bucketLimits, tierOf, trustProxyHops, log } = opts;
+  if (limits.length === 0 && bucketLimits.length === 0) return {};
+  const limitedFields = new Set([...limits, ...bucketLimits].flatMap((l) => [...l.fields]));
 
   return {
     onExecute({ args, setResultAndStopExecution, extendContext }) {
@@ -93,25 +119,41 @@ export function rateLimit(opts: { counter: RateCounter; limits: RateLimit[]; tru
             // No identity on this axis (no token, no email argument): the other axes still apply.
             return identity === null ? [] : [counter.check(`${l.bucket}:${l.by}:${identity}`, l.rule)];
           });
+      const bucketsOf = (field: RootField): BucketCheck[] =>
+        bucketLimits
+          .filter((l) => l.fields.has(field.name))
+          .flatMap((l) => {
+            const identity = identify(l.by, field, variables, ctx.viewer ?? null, ip);
+            if (identity === null) return [];
+            // The tier is read from memory (CustomerTiers): no I/O on the buying path.
+            const rule = l.by === 'ip' ? l.rule : l.rules[tierOf(ctx.viewer!)];
+            return [buckets.check(`${l.bucket}:${l.by}:${identity}`, rule)];
+          });
 
-      // Off Redis Cluster only: there the counters live outside the sale's slot, out of the script's reach.
-      if (foldIntoReserve && fields.length === 1 && FOLDED_FIELDS.has(fields[0].name)) {
-        extendContext({ rateChecks: checksOf(fields[0]) });
+      // The reserve call charges a lone purchase/reserve itself, after its idempotency lookup.
+      if (fields.length === 1 && FOLDED_FIELDS.has(fields[0].name) && checksOf(fields[0]).length === 0) {
+        extendContext({ rateChecks: bucketsOf(fields[0]) });
         return;
       }
 
+      const charged: BucketCheck[][] = [];
       const checks = fields.map(async (field) => {
-        const results = await Promise.all(checksOf(field).map((c) => counter.hit(c)));
-        const refused = results.filter((r) => !r.allowed);
-        if (refused.length === 0) return null;
-        return rateLimited(Math.max(...refused.map((r) => r.retryAfterMs)), { nodes: [field.node], path: [field.responseKey] });
+        const fieldBuckets = bucketsOf(field);
+        const [results, verdict] = await Promise.all([Promise.all(checksOf(field).map((c) => counter.hit(c))), buckets.charge(fieldBuckets)]);
+        if (verdict.allowed) charged.push(fieldBuckets);
+        const waits = [...results.filter((r) => !r.allowed).map((r) => r.retryAfterMs), ...(verdict.allowed ? [] : [verdict.retryAfterMs])];
+        if (waits.length === 0) return null;
+        return rateLimited(Math.max(...waits), { nodes: [field.node], path: [field.responseKey] });
       });
 
       return Promise.all(checks).then(
         (errors) => {
           const refused = errors.filter((e) => e !== null);
+          if (refused.length === 0) return;
+          // Nothing of the operation runs: the tokens its other fields drew go back.
+          void buckets.refund(charged.flat()).catch(() => undefined);
           // data: null keeps it a field error with HTTP 200, not a request error.
-          if (refused.length) setResultAndStopExecution({ data: null, errors: refused });
+          setResultAndStopExecution({ data: null, errors: refused });
         },
         (err: unknown) => {
           // Redis down: buying fails on its own (stock lives there); locking everyone out of login would not help.

@@ -1,11 +1,14 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { SignJWT, jwtVerify, createRemoteJWKSet } from 'jose';
 import { z } from 'zod';
+import { isCustomerTier, type CustomerTier } from './customer-tiers.js';
 
 export type Role = 'customer' | 'admin';
 export interface Viewer {
   id: string;
   role: Role;
+  /** An identity provider's `tier` claim (a valid one); an admin's setCustomerTier wins over it (src/services/customer-tiers.ts). */
+  tier?: CustomerTier;
 }
 
 /** What the request's token says: nobody, somebody, or a token we refuse. */
@@ -61,7 +64,10 @@ export class TokenService {
       const { payload } = await jwtVerify(token, this.jwks, { algorithms: ['RS256', 'ES256'], issuer: this.external.issuer, audience: this.external.audience });
       const parsed = claims.parse(payload);
       // A provider's `role` claim makes an admin only when the operator says the provider may.
-      return { id: parsed.sub, role: parsed.role === 'admin' && this.external.allowAdmin ? 'admin' : 'customer' };
+      const viewer: Viewer = { id: parsed.sub, role: parsed.role === 'admin' && this.external.allowAdmin ? 'admin' : 'customer' };
+      // Its `tier` claim sets the customer's rate limits; an unknown tier is ignored (STANDARD), not a refused token.
+      if (isCustomerTier(payload.tier)) viewer.tier = payload.tier;
+      return viewer;
     }
     throw new Error('unsupported token algorithm');
   }

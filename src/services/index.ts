@@ -5,6 +5,7 @@ import type { RedisClient } from '../redis.js';
 import { AccountService } from './accounts.js';
 import { TokenService } from './auth.js';
 import { CatalogService } from './catalog.js';
+import { CustomerTiers } from './customer-tiers.js';
 import { DeliveryVault } from './delivery-vault.js';
 import { HoldSweeper } from './hold-sweeper.js';
 import { LedgerDrainer } from './ledger.js';
@@ -46,6 +47,8 @@ export interface ServiceDeps {
   liveStockIntervalMs?: number;
   /** How long after its end an idle sale stays in the live set (swept, drained, watched, recovered). */
   saleRetireAfterMs?: number;
+  /** How often each instance reloads the customer tiers changed in PostgreSQL. */
+  tierRefreshMs?: number;
 }
 
 /** Wires the domain services; the only place that knows how they depend on each other. */
@@ -72,6 +75,7 @@ export function createServices(d: ServiceDeps) {
     events,
     tokens,
     accounts: new AccountService(d.db, tokens),
+    tiers: new CustomerTiers(d.db, d.log.child({ source: 'customer-tiers' }), d.tierRefreshMs),
     catalog,
     delivery,
     sales,

@@ -10,7 +10,7 @@ import type { SaleEvents } from './sale-events.js';
 import type { SalesService } from './sales.js';
 import type { EngineReject, ReserveOutcome, StockEngine } from './stock/engine.js';
 import type { OutcomeMetrics } from './outcome-metrics.js';
-import type { RateCheck } from './rate-counter.js';
+import type { BucketCheck } from './rate-buckets.js';
 import { zodToRejected } from './zod-errors.js';
 
 const buyInput = z.object({
@@ -60,12 +60,12 @@ export class PurchaseService {
   ) {}
 
   /** `rateChecks`: buying limits the reserve script counts in the same round trip (see FOLDED_FIELDS). */
-  async purchase(viewer: Viewer, input: BuyInput & { delivery?: unknown }, rateChecks?: readonly RateCheck[]): Promise<PurchaseResult> {
+  async purchase(viewer: Viewer, input: BuyInput & { delivery?: unknown }, rateChecks?: readonly BucketCheck[]): Promise<PurchaseResult> {
     const result = await this.purchaseInner(viewer, input, rateChecks).catch((err) => this.unavailable(err));
     return this.settle('purchase', result);
   }
 
-  async reserve(viewer: Viewer, input: BuyInput, rateChecks?: readonly RateCheck[]): Promise<ReserveResult> {
+  async reserve(viewer: Viewer, input: BuyInput, rateChecks?: readonly BucketCheck[]): Promise<ReserveResult> {
     const result = await this.reserveInner(viewer, input, rateChecks).catch((err) => this.unavailable(err));
     return this.settle('reserve', result);
   }
@@ -90,7 +90,7 @@ export class PurchaseService {
    * The decision both buying mutations share: validate, then one reserve script call. Returns the
    * rejection, or the hold (new or replayed) with the validated input.
    */
-  private async take(viewer: Viewer, input: BuyInput, mutation: 'purchase' | 'reserve', rateChecks: readonly RateCheck[] | undefined): Promise<Taken | Rejected | RateLimited> {
+  private async take(viewer: Viewer, input: BuyInput, mutation: 'purchase' | 'reserve', rateChecks: readonly BucketCheck[] | undefined): Promise<Taken | Rejected | RateLimited> {
     const parsed = buyInput.safeParse(input);
     if (!parsed.success) return zodToRejected(parsed.error, 'input');
     const { saleItemId, quantity, idempotencyKey, admissionToken } = parsed.data;
@@ -99,13 +99,13 @@ export class PurchaseService {
     const admitted = await this.isAdmitted(viewer, saleId, admissionToken);
     const r = await this.reserveWithLiveSale(saleId, { saleItemId, customerId: viewer.id, quantity, idempotencyKey, mutation, admitted, rateChecks });
     if ('kind' in r) return r;
-    if (r.ok === false && r.code === 'RATE_LIMITED') return { kind: 'RateLimited', retryAfterMs: r.retryAfterMs };
     void this.events.holdsEnded(saleId, r.ended);
+    if (r.ok === false && r.code === 'RATE_LIMITED') return { kind: 'RateLimited', retryAfterMs: r.retryAfterMs };
     if (r.ok === false) return this.toRejected(r, saleItemId);
     return { saleId, saleItemId, quantity, idempotencyKey, hold: r };
   }
 
-  private async purchaseInner(viewer: Viewer, input: BuyInput & { delivery?: unknown }, rateChecks: readonly RateCheck[] | undefined): Promise<PurchaseResult | RateLimited> {
+  private async purchaseInner(viewer: Viewer, input: BuyInput & { delivery?: unknown }, rateChecks: readonly BucketCheck[] | undefined): Promise<PurchaseResult | RateLimited> {
     const sealed = input.delivery == null ? { ok: true as const, sealed: null } : this.sealDelivery(input.delivery, 'input.delivery');
     if (!sealed.ok) return sealed.rejected;
     const taken = await this.take(viewer, input, 'purchase', rateChecks);
@@ -126,7 +126,7 @@ export class PurchaseService {
     });
   }
 
-  private async reserveInner(viewer: Viewer, input: BuyInput, rateChecks: readonly RateCheck[] | undefined): Promise<ReserveResult | RateLimited> {
+  private async reserveInner(viewer: Viewer, input: BuyInput, rateChecks: readonly BucketCheck[] | undefined): Promise<ReserveResult | RateLimited> {
     const taken = await this.take(viewer, input, 'reserve', rateChecks);
     if (taken.kind) return taken;
     const { saleId, hold: r } = taken;

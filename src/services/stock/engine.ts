@@ -1,20 +1,20 @@
 import { readFileSync } from 'node:fs';
 import { newChildId } from '../ids.js';
 import type { RedisClient } from '../../redis.js';
-import { RATE_HIT_LUA, type RateCheck } from '../rate-counter.js';
+import { RATE_BUCKET_LUA, RateBuckets, type BucketCheck } from '../rate-buckets.js';
 import { SaleKeys } from './keys.js';
 
 const luaDir = new URL('./lua/', import.meta.url);
 const prelude = readFileSync(new URL('prelude.lua', luaDir), 'utf8');
 // Waiting-room scripts share a second prelude of their own (queue-prelude.lua).
 const queuePrelude = readFileSync(new URL('queue-prelude.lua', luaDir), 'utf8');
-// reserve.lua also counts the buying rate limits folded into it (rate-hit.lua).
+// reserve.lua also charges the buying rate limits folded into it (rate-bucket.lua).
 const script = (name: string) =>
-  `${prelude}\n${name.startsWith('queue-') ? `${queuePrelude}\n` : ''}${name === 'reserve' ? `${RATE_HIT_LUA}\n` : ''}${readFileSync(new URL(`${name}.lua`, luaDir), 'utf8')}`;
+  `${prelude}\n${name.startsWith('queue-') ? `${queuePrelude}\n` : ''}${name === 'reserve' ? `${RATE_BUCKET_LUA}\n` : ''}${readFileSync(new URL(`${name}.lua`, luaDir), 'utf8')}`;
 
 const SCRIPTS = {
   fsReserve: 'reserve',
-  // The same script with rate counters as KEYS[2..]; standalone Redis only (see `reserve`).
+  // The same script with token buckets as KEYS[2..]; standalone Redis only (see `reserve`).
   fsReserveLimited: 'reserve',
   fsBeginConfirm: 'begin-confirm',
   fsConfirm: 'confirm',
@@ -44,7 +44,7 @@ type Raw = any;
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     fsReserve(meta: string, ...args: (string | number)[]): Promise<Raw>;
-    /** The only script call with a variable key count: KEYS[2..] are rate counters it hits first. */
+    /** The only script call with a variable key count: KEYS[2..] are token buckets it charges a new attempt to. */
     fsReserveLimited(numKeys: number, meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsBeginConfirm(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsConfirm(meta: string, ...args: (string | number)[]): Promise<Raw>;
@@ -266,6 +266,8 @@ function parseQueueRead(r: Raw): QueueRead {
  */
 export class StockEngine {
   readonly keys: SaleKeys;
+  /** Charges the buying buckets itself on Redis Cluster, where the reserve script cannot reach them. */
+  private readonly buckets: RateBuckets;
 
   constructor(
     private readonly redis: RedisClient,
@@ -274,6 +276,7 @@ export class StockEngine {
     readonly confirmWindowMs = 10_000,
   ) {
     this.keys = new SaleKeys(prefix);
+    this.buckets = new RateBuckets(redis);
     for (const [command, file] of Object.entries(SCRIPTS)) {
       if (!(command in redis)) redis.defineCommand(command, { numberOfKeys: command === 'fsReserveLimited' ? undefined : 1, lua: script(file) });
     }
@@ -289,19 +292,31 @@ export class StockEngine {
 
   /**
    * `admitted`: the caller verified an admission token of this customer for this sale.
-   * `rateChecks`: counters the script hits before deciding (standalone Redis only: they are outside
-   * the sale's cluster slot); over any of them, it decides nothing and answers RATE_LIMITED.
+   * `rateChecks`: token buckets a new attempt draws one token from; a replay of the key (also while
+   * its first call is in flight) draws none. Over any of them, the script decides nothing and
+   * answers RATE_LIMITED. On standalone Redis the script charges them itself, after its
+   * idempotency lookup, in the same round trip. On Redis Cluster they are outside the sale's slot:
+   * they are charged just before the script, which answers a replay whatever the verdict, and a
+   * charge that bought nothing (a replay, a reused key, a sale not live) is handed back after.
    */
-  async reserve(saleId: string, input: { saleItemId: string; customerId: string; quantity: number; idempotencyKey: string; mutation: 'reserve' | 'purchase'; admitted?: boolean; rateChecks?: readonly RateCheck[] }): Promise<ReserveOutcome> {
+  async reserve(saleId: string, input: { saleItemId: string; customerId: string; quantity: number; idempotencyKey: string; mutation: 'reserve' | 'purchase'; admitted?: boolean; rateChecks?: readonly BucketCheck[] }): Promise<ReserveOutcome> {
     const checks = input.rateChecks ?? [];
     const meta = this.keys.meta(saleId);
     const args: (string | number)[] = [input.saleItemId, input.customerId, input.quantity, input.idempotencyKey, input.mutation, newChildId(saleId), this.confirmWindowMs, input.admitted ? '1' : '0'];
-    // Separate commands because ioredis' cluster auto-pipelining routes a call by its first
-    // argument: the sale's meta key for fsReserve, a key count for the other (off-cluster only).
-    const r = checks.length === 0
-      ? await this.redis.fsReserve(meta, ...args)
-      : await this.redis.fsReserveLimited(1 + checks.length, meta, ...checks.map((c) => c.key), ...args, ...checks.flatMap((c) => [c.max, c.windowMs]));
-    if (r[0] === 'RATE') return { ok: false, code: 'RATE_LIMITED', available: null, retryAfterMs: Number(r[1]), ended: [] };
+    let r: Raw;
+    if (checks.length === 0) {
+      r = await this.redis.fsReserve(meta, ...args);
+    } else if (this.buckets.cluster) {
+      const verdict = await this.buckets.charge(checks);
+      r = await this.redis.fsReserve(meta, ...args, verdict.allowed ? -1 : verdict.retryAfterMs);
+      const boughtNothing = r[0] === 'REPLAY' || (r[0] === 'REJ' && (r[1] === 'IDEMPOTENCY_KEY_REUSED' || r[1] === 'NO_SALE'));
+      if (verdict.allowed && boughtNothing) void this.buckets.refund(checks).catch(() => undefined);
+    } else {
+      // Separate commands because ioredis' cluster auto-pipelining routes a call by its first
+      // argument: the sale's meta key for fsReserve, a key count for the other (off-cluster only).
+      r = await this.redis.fsReserveLimited(1 + checks.length, meta, ...checks.map((c) => c.key), ...args, '', ...checks.flatMap((c) => [c.burst, c.intervalUs]));
+    }
+    if (r[0] === 'RATE') return { ok: false, code: 'RATE_LIMITED', available: null, retryAfterMs: Number(r[1]), ended: parseEnded(r[2]) };
     if (r[0] === 'OK') {
       return { ok: true, reservationId: r[1], createdAt: Number(r[2]), expiresAt: Number(r[3]), available: Number(r[4]), saleAvailable: Number(r[5]), version: Number(r[6]), epoch: Number(r[8]), ended: parseEnded(r[7]) };
     }

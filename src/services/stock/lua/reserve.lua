@@ -1,30 +1,28 @@
 -- reserve: take `qty` units of an item for a customer, as a hold (reserve) or straight into
 -- confirmation (purchase, whose order is being committed to PostgreSQL).
--- KEYS[1] meta; KEYS[2..n] rate-limit counters the caller folded in (standalone Redis only, as
---   they are outside the sale's slot; none on a cluster).
+-- KEYS[1] meta; KEYS[2..n] token buckets (rate-bucket.lua) the caller folded in (standalone
+--   Redis only, as they are outside the sale's slot; none on a cluster).
 -- ARGV: item, customer, qty, idemKey, mutation ('reserve'|'purchase'), newId,
 --   confirmWindowMs, admitted ('1' when the caller verified an admission token for this customer
---   and sale; only waiting-room sales ask), then max, windowMs for each counter KEYS[2..n].
+--   and sale; only waiting-room sales ask), bucketVerdict (on a cluster, the buckets the caller
+--   charged just before: ms to wait when they refused, -1 or '' when they allowed or there are
+--   none), then burst, intervalUs for each bucket KEYS[2..n].
 -- Returns one of
 --   {'OK', id, createdAt, expiresAt, availableAfter, saleAvailable, ver, ended, epoch}
 --   {'REPLAY', id, ended}            the same customer and key already succeeded
 --   {'REJ', code, available, retryAfterMs, ended}
---   {'RATE', retryAfterMs}           over a folded rate limit: nothing else was done
+--   {'RATE', retryAfterMs, ended}    over a rate limit: no stock decision was made
 -- Invariants: a rejection changes no stock; a customer's HELD+CONFIRMING+CONFIRMED units of an
--- item never exceed perUserLimit; one success per (customer, key).
+-- item never exceed perUserLimit; one success per (customer, key); a replay (or a reused key) is
+-- answered before the buckets are charged, so only a new attempt draws a token.
 local item, cust, qty, key, mutation, newId = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local confirmWindow = tonumber(ARGV[7])
 
 if not meta_exists() then return {'REJ', 'NO_SALE', 0, 0, {}} end
--- After the sale check, so the caller's retry of a sale brought live again counts once.
-local limitedMs = -1
-for i = 2, #KEYS do
-  local allowed, _, ttl = rate_hit(KEYS[i], tonumber(ARGV[2 * i + 5]), tonumber(ARGV[2 * i + 6]))
-  if allowed == 0 and ttl > limitedMs then limitedMs = ttl end
-end
-if limitedMs >= 0 then return {'RATE', limitedMs} end
 local ended = expire_overdue(50)
 
+-- A replay first: a client's retries of one attempt are free, also while the first is in flight
+-- (its success is recorded by the call that made it, in this same script).
 local idemField = idem_field(cust, key)
 local seen = redis.call('HGET', K_IDEM, idemField)
 if seen then
@@ -32,6 +30,18 @@ if seen then
   if m == mutation and i == item and tonumber(q) == qty then return {'REPLAY', id, ended} end
   return {'REJ', 'IDEMPOTENCY_KEY_REUSED', -1, 0, ended}
 end
+
+-- A new attempt draws a token from every bucket, or is refused and draws none. After the sale
+-- check, so the caller's retry of a sale brought live again is charged once.
+local limitedMs = tonumber(ARGV[9]) or -1
+if #KEYS > 1 then
+  local buckets, bursts, intervals = {}, {}, {}
+  for i = 2, #KEYS do
+    buckets[i - 1], bursts[i - 1], intervals[i - 1] = KEYS[i], tonumber(ARGV[2 * i + 6]), tonumber(ARGV[2 * i + 7])
+  end
+  limitedMs = buckets_charge(buckets, bursts, intervals)
+end
+if limitedMs >= 0 then return {'RATE', limitedMs, ended} end
 
 redis.call('HINCRBY', K_COUNT, 'attempts', 1)
 local function reject(code, available, retryMs)
