@@ -61,7 +61,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   const db = untimedDb.withPlugin(metrics.postgres);
   const services = createServices({
     db, redis, publisher, prefix: config.REDIS_PREFIX, jwtSecret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL,
-    jwksIssuer: config.JWT_JWKS_ISSUER, jwksAudience: config.JWT_JWKS_AUDIENCE, jwksAllowAdmin: config.JWT_JWKS_ALLOW_ADMIN, confirmWindowMs: config.CONFIRM_WINDOW_MS,
+    jwksIssuer: config.JWT_JWKS_ISSUER, jwksAudience: config.JWT_JWKS_AUDIENCE, jwksAllowAdmin: config.JWT_JWKS_ALLOW_ADMIN, jwtMaxLifetimeSeconds: config.JWT_MAX_LIFETIME_SECONDS, confirmWindowMs: config.CONFIRM_WINDOW_MS,
     registry, log, dataKeys: [config.DATA_KEY], admissionTokenSeconds: config.ADMISSION_TOKEN_SECONDS,
     createSubscriber: subscriberConnection, liveStockIntervalMs: config.LIVE_STOCK_INTERVAL_MS,
     saleRetireAfterMs: config.SALE_RETIRE_AFTER_MS, tierRefreshMs: config.CUSTOMER_TIER_REFRESH_MS,

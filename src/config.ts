@@ -1,6 +1,8 @@
 import { z } from 'zod';
 
 const DEV_JWT_SECRET = 'dev-secret-change-me';
+/** Production refuses a shorter JWT_SECRET. */
+const MIN_PRODUCTION_JWT_SECRET_BYTES = 32;
 // 32 bytes of zeros is obviously not a secret; production refuses it.
 const DEV_DATA_KEY = Buffer.alloc(32, 7).toString('base64');
 
@@ -56,6 +58,12 @@ const schema = z
     JWT_JWKS_AUDIENCE: z.string().min(1).optional(),
     /** Provider tokens claiming role admin are admins only when this is true; else customers. */
     JWT_JWKS_ALLOW_ADMIN: boolish.default(false),
+    /**
+     * The longest a bearer token may be valid, ours (HS256) and a provider's alike: a token without
+     * `exp`, or valid longer (exp − iat, or exp − now without iat), is refused. Login sessions and
+     * `npm run token` last this long at most. Default 24 h.
+     */
+    JWT_MAX_LIFETIME_SECONDS: z.coerce.number().int().min(60).max(30 * 86_400).default(86_400),
     DATA_KEY: z.string().default(DEV_DATA_KEY),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     SEED_SAMPLE_SALE: boolish.optional(),
@@ -172,6 +180,9 @@ const schema = z
     if (env.NODE_ENV !== 'production') return;
     if (env.JWT_SECRET === DEV_JWT_SECRET) {
       ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: 'the development default is refused when NODE_ENV=production; set a secret of your own' });
+    } else if (Buffer.byteLength(env.JWT_SECRET, 'utf8') < MIN_PRODUCTION_JWT_SECRET_BYTES) {
+      // HS256 is as strong as its key: RFC 7518 asks for at least the hash's 256 bits.
+      ctx.addIssue({ code: 'custom', path: ['JWT_SECRET'], message: `must be at least ${MIN_PRODUCTION_JWT_SECRET_BYTES} bytes when NODE_ENV=production (e.g. openssl rand -base64 48)` });
     }
     if (env.DATA_KEY === DEV_DATA_KEY) {
       ctx.addIssue({ code: 'custom', path: ['DATA_KEY'], message: 'the development default is refused when NODE_ENV=production; set 32 random bytes, base64' });
@@ -185,6 +196,11 @@ const schema = z
   .superRefine((env, ctx) => {
     if (env.RATE_LIMIT_BUYING_PER_CUSTOMER !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['RATE_LIMIT_BUYING_PER_CUSTOMER'], message: 'replaced by RATE_LIMIT_TIER_STANDARD (and _TRUSTED, _RESTRICTED), e.g. "burst:10,per_s:2"' });
+    }
+  })
+  .superRefine((env, ctx) => {
+    if (env.METRICS_PORT !== undefined && env.METRICS_PORT === env.PORT) {
+      ctx.addIssue({ code: 'custom', path: ['METRICS_PORT'], message: 'must differ from PORT' });
     }
   })
   .superRefine((env, ctx) => {

@@ -329,7 +329,7 @@ describe('production refuses the development secrets', () => {
   });
 
   it('names only the default that is left', async () => {
-    const r = await run({ NODE_ENV: 'production', JWT_SECRET: 'a-real-secret-of-some-length' });
+    const r = await run({ NODE_ENV: 'production', JWT_SECRET: 'a-real-secret-of-at-least-32-bytes' });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('DATA_KEY');
     expect(r.stderr).not.toContain('JWT_SECRET');

@@ -20,7 +20,7 @@ beforeAll(async () => {
     startTestServer('harddev'),
     // Production defaults (no explicit INTROSPECTION, GRAPHIQL), with an origin list and small batches allowed.
     startTestServer('hardprod', {
-      NODE_ENV: 'production', JWT_SECRET: 'a-production-secret-for-tests', DATA_KEY: Buffer.alloc(32, 9).toString('base64'),
+      NODE_ENV: 'production', JWT_SECRET: 'a-production-secret-for-the-hardening-tests', DATA_KEY: Buffer.alloc(32, 9).toString('base64'),
       CORS_ORIGINS: 'https://shop.example, https://m.shop.example', GRAPHQL_BATCH_LIMIT: '2', HSTS_MAX_AGE_SECONDS: '31536000',
     }),
   ]);

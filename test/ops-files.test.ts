@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
@@ -30,8 +31,34 @@ const compose = parseYaml(read('docker-compose.yml'), { merge: true }) as { serv
 const services = compose.services;
 const apiNames = Object.keys(services).filter((name) => /^api-\d+$/.test(name));
 
-/** `${NAME:-default}` as compose resolves it with NAME unset. */
-const interpolate = (value: string) => value.replace(/\$\{[A-Z0-9_]+:-([^}]*)\}/g, '$1');
+/**
+ * What an operator puts in `.env`, as `.env.example` asks: a 48-byte JWT_SECRET, a 32-byte DATA_KEY
+ * (base64, `openssl rand`), a password.
+ */
+const operatorEnv: Record<string, string> = {
+  JWT_SECRET: randomBytes(48).toString('base64'),
+  DATA_KEY: randomBytes(32).toString('base64'),
+  GRAFANA_ADMIN_PASSWORD: randomBytes(12).toString('base64url'),
+};
+
+/** The variables `.env.example` lists (`NAME=` lines, commented-out optional ones included). */
+const documentedEnv = new Set([...read('.env.example').matchAll(/^#?\s*([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]));
+
+/**
+ * As compose resolves it: `${NAME:-default}` with NAME unset, `${NAME:?message}` (required) with
+ * the value an operator set from `.env.example` (`env`), or a failure naming NAME, as compose fails.
+ */
+function interpolate(value: string, env: Record<string, string> = operatorEnv): string {
+  return value
+    .replace(/\$\{([A-Z0-9_]+):-([^}]*)\}/g, (_, _name: string, fallback: string) => fallback)
+    .replace(/\$\{([A-Z0-9_]+):\?([^}]*)\}/g, (_, name: string) => {
+      if (!env[name]) throw new Error(`required variable ${name} is not set`);
+      return env[name];
+    });
+}
+
+/** Every `${NAME:?...}` of a compose file. */
+const requiredIn = (text: string) => new Set([...text.matchAll(/\$\{([A-Z0-9_]+):\?[^}]*\}/g)].map((m) => m[1]));
 
 /** Variables the server reads: the keys of the config schema, plus what src/main.ts reads itself. */
 function envTheServerReads(): Set<string> {
@@ -93,15 +120,55 @@ describe('docker-compose.yml', () => {
       const env = Object.fromEntries(Object.entries(services[name].environment ?? {}).map(([k, v]) => [k, interpolate(String(v))]));
       for (const key of Object.keys(env)) expect(known.has(key), `${name}: ${key} is read by the server`).toBe(true);
       const config = parseConfig(env);
-      expect(config).toMatchObject({ HOST: '0.0.0.0', PORT: 4000, TRUST_PROXY_HOPS: 1 });
+      expect(config).toMatchObject({ HOST: '0.0.0.0', PORT: 4000, TRUST_PROXY_HOPS: 1, NODE_ENV: 'production' });
       expect(new URL(config.DATABASE_URL).hostname).toBe('postgres');
       expect(new URL(config.REDIS_URL).hostname).toBe('redis');
-      expect(services[name].expose).toEqual([String(config.PORT)]);
+      // The API port for nginx, the metrics port for Prometheus; neither is published.
+      expect(config.METRICS_PORT).toBeDefined();
+      expect(services[name].expose).toEqual([String(config.PORT), String(config.METRICS_PORT)]);
       expect(services[name].healthcheck?.test.join(' ')).toContain(`127.0.0.1:${config.PORT}/ready`);
     }
     // One instance seeds the development sample sale; two would race to create it.
     expect(apiNames.filter((n) => services[n].environment?.SEED_SAMPLE_SALE === 'true')).toEqual(['api-1']);
     expect(read('Dockerfile')).toMatch(/^EXPOSE 4000$/m);
+  });
+
+  it('runs production with its secrets from the environment, documented in .env.example, and refuses to start without them', () => {
+    const text = read('docker-compose.yml');
+    const required = requiredIn(text);
+    expect([...required].sort()).toEqual(['DATA_KEY', 'GRAFANA_ADMIN_PASSWORD', 'JWT_SECRET']);
+    for (const name of required) expect(documentedEnv.has(name), `.env.example documents ${name}`).toBe(true);
+    // .env.example ships no usable secret: copied unfilled, compose still refuses.
+    expect(read('.env.example')).toMatch(/^JWT_SECRET=$/m);
+    expect(read('.env.example')).toMatch(/^DATA_KEY=$/m);
+    // No development default is left to fall back on.
+    expect(text).not.toContain('dev-secret-change-me');
+    for (const name of apiNames) {
+      const environment = services[name].environment ?? {};
+      expect(environment.NODE_ENV).toBe('production');
+      for (const secret of ['JWT_SECRET', 'DATA_KEY']) {
+        expect(String(environment[secret]), `${name}: ${secret}`).toMatch(new RegExp(`^\\$\\{${secret}:\\?`));
+        expect(() => interpolate(String(environment[secret]), { ...operatorEnv, [secret]: '' }), `${name} without ${secret}`).toThrow(secret);
+      }
+    }
+    expect(String(services.k6.environment?.JWT_SECRET)).toMatch(/^\$\{JWT_SECRET:\?/);
+  });
+
+  it('keeps an easy local mode: compose.dev.yml runs development with the public development values of compose.dev.env', () => {
+    const dev = parseYaml(read('compose.dev.yml')) as { services: Record<string, ComposeService> };
+    expect(Object.keys(dev.services).sort()).toEqual(apiNames);
+    const devEnv = Object.fromEntries([...read('compose.dev.env').matchAll(/^([A-Z][A-Z0-9_]*)=(.*)$/gm)].map((m) => [m[1], m[2]]));
+    // It sets every required variable, so the base file interpolates.
+    for (const name of requiredIn(read('docker-compose.yml'))) expect(devEnv[name], name).toBeTruthy();
+    for (const name of apiNames) {
+      expect(Object.keys(dev.services[name]), `${name} overrides only its environment`).toEqual(['environment']);
+      const merged = { ...services[name].environment, ...dev.services[name].environment };
+      const env = Object.fromEntries(Object.entries(merged).map(([k, v]) => [k, interpolate(String(v), devEnv)]));
+      const config = parseConfig(env);
+      expect(config.NODE_ENV).toBe('development');
+      // The same secrets in production are refused: the local mode cannot leak into a deployment.
+      expect(() => parseConfig({ ...env, NODE_ENV: 'production' })).toThrow(/JWT_SECRET[\s\S]*DATA_KEY/);
+    }
   });
 
   it('runs the compiled service with the same node flags in npm start, the Dockerfile, the bench and the tests', () => {
@@ -137,7 +204,7 @@ describe('docker-compose.yml', () => {
     const k6 = services.k6;
     expect(k6.network_mode).toBe('service:nginx');
     expect(bindMounts(k6).get('load')).toBe('/load');
-    const command = (k6.command as string[]).map(interpolate);
+    const command = (k6.command as string[]).map((part) => interpolate(part));
     expect(command[0]).toBe('run');
     const script = command[1].replace(/^\/load\//, 'load/');
     expect(existsSync(new URL(script, root)), script).toBe(true);
@@ -184,12 +251,13 @@ describe('Prometheus', () => {
     scrape_configs: { job_name: string; metrics_path?: string; static_configs: { targets: string[] }[] }[];
   };
 
-  it('scrapes every API instance directly at /metrics on the port it listens on', () => {
+  it('scrapes every API instance directly at /metrics on the metrics port it listens on', () => {
     const job = prometheus.scrape_configs.find((j) => j.job_name === 'flash-sale-api');
     expect(job).toBeDefined();
     expect(job!.metrics_path ?? '/metrics').toBe('/metrics');
     const targets = job!.static_configs.flatMap((c) => c.targets).sort();
-    expect(targets).toEqual(apiNames.map((n) => `${n}:${services[n].environment?.PORT}`));
+    // On METRICS_PORT: in production the API port does not serve /metrics without METRICS_TOKEN.
+    expect(targets).toEqual(apiNames.map((n) => `${n}:${services[n].environment?.METRICS_PORT}`));
   });
 });
 

@@ -68,14 +68,59 @@ describe('TokenService HS256 verification (node:crypto)', () => {
       await expectViewer(token, { id: 'bob', role: 'admin' });
     });
 
-    it('a jose token without exp, iat or role: a customer, as before', async () => {
-      const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setSubject('carol').sign(key);
+    it('a jose token without iat or role (exp only): a customer', async () => {
+      const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setSubject('carol').setExpirationTime('1h').sign(key);
       await joseVerify(token);
       await expectViewer(token, { id: 'carol', role: 'customer' });
+    });
+
+    it('a token valid exactly the maximum lifetime (24 h by default)', async () => {
+      await expectViewer(forge(HS256, claims({ exp: now() + 24 * 3600 })), { id: 'alice', role: 'customer' });
+      const { token } = await tokens.sign('dave', 'customer');
+      const { iat, exp } = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()) as { iat: number; exp: number };
+      expect(exp - iat).toBe(24 * 3600);
+      await expectViewer(token, { id: 'dave', role: 'customer' });
     });
   });
 
   describe('refuses', () => {
+    // Issue 17 g: this was accepted ("a jose token without exp, iat or role: a customer, as before"), forever.
+    it('a token without exp, though jose took it', async () => {
+      const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setSubject('carol').sign(key);
+      await joseVerify(token);
+      await expectRefused(token, { joseRefusedToo: false });
+      await expectRefused(forge(HS256, { sub: 'alice', role: 'admin', iat: now() }), { joseRefusedToo: false });
+    });
+
+    it('a token valid longer than the maximum lifetime (exp − iat, or exp − now without iat), though jose took it', async () => {
+      const day = 24 * 3600;
+      const tooLong = [
+        forge(HS256, claims({ iat: now(), exp: now() + day + 1 })),
+        forge(HS256, claims({ iat: now() - 3600, exp: now() + day - 1800 })),
+        forge(HS256, { sub: 'alice', role: 'admin', exp: now() + 365 * day }),
+        forge(HS256, { sub: 'alice', exp: now() + day + 120 }),
+        // An iat in the future does not shorten what is left.
+        forge(HS256, claims({ iat: now() + 10 * day, exp: now() + 10 * day + 60 })),
+        await new SignJWT({ role: 'admin' }).setProtectedHeader(HS256).setSubject('mallory').setIssuedAt().setExpirationTime('10y').sign(key),
+      ];
+      for (const token of tooLong) {
+        await joseVerify(token);
+        await expectRefused(token, { joseRefusedToo: false });
+      }
+      // The maximum is the service's: a shorter one refuses what the default took.
+      const strict = new TokenService(SECRET, undefined, {}, 600);
+      await expect(strict.verify(forge(HS256, claims({ exp: now() + 3600 })))).rejects.toThrow(/lifetime/);
+      expect(await strict.verify(forge(HS256, claims({ exp: now() + 600 })))).toEqual({ id: 'alice', role: 'customer' });
+    });
+
+    it('to sign a token longer-lived than it would accept', async () => {
+      await expect(tokens.sign('alice', 'customer', 24 * 3600 + 1)).rejects.toThrow(RangeError);
+      await expect(new TokenService(SECRET, undefined, {}, 600).sign('alice', 'customer', 601)).rejects.toThrow(RangeError);
+      const { token } = await new TokenService(SECRET, undefined, {}, 600).sign('alice', 'customer');
+      const { iat, exp } = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()) as { iat: number; exp: number };
+      expect(exp - iat).toBe(600);
+    });
+
     it('an expired token', async () => {
       await expectRefused(await new SignJWT({ role: 'customer' }).setProtectedHeader(HS256).setSubject('alice').setExpirationTime(now() - 1).sign(key));
     });

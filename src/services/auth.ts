@@ -26,6 +26,11 @@ const claims = z.object({
  */
 export const MAX_REMEMBERED_TOKENS = 10_000;
 
+/** The longest a token may be valid unless configured otherwise (JWT_MAX_LIFETIME_SECONDS). */
+export const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600;
+/** Measured against our clock (no `iat`, or one in the future), a lifetime may be this much over: clocks differ. */
+const CLOCK_SKEW_SECONDS = 60;
+
 export class TokenService {
   private readonly key: Uint8Array;
   /** Our tokens already verified, by their text: a token's claims never change, only the clock moves. */
@@ -35,15 +40,25 @@ export class TokenService {
 
   /**
    * `external` pins the issuer and audience of identity-provider tokens: a provider's keys usually
-   * sign tokens for many applications, and only those meant for us may pass.
+   * sign tokens for many applications, and only those meant for us may pass. Every token, ours and
+   * the provider's, must carry `exp` and be valid at most `maxLifetimeSeconds` (see `checkLifetime`).
    */
-  constructor(secret: string, jwksUrl?: string, private readonly external: { issuer?: string; audience?: string; allowAdmin?: boolean } = {}) {
+  constructor(
+    secret: string,
+    jwksUrl?: string,
+    private readonly external: { issuer?: string; audience?: string; allowAdmin?: boolean } = {},
+    readonly maxLifetimeSeconds = DEFAULT_MAX_TOKEN_LIFETIME_SECONDS,
+  ) {
     this.key = new TextEncoder().encode(secret);
     this.secret = Buffer.from(this.key);
     if (jwksUrl) this.jwks = createRemoteJWKSet(new URL(jwksUrl), { cacheMaxAge: 10 * 60_000, cooldownDuration: 30_000 });
   }
 
-  async sign(subject: string, role: Role, ttlSeconds = 24 * 3600): Promise<{ token: string; expiresAt: Date }> {
+  /** A token valid `ttlSeconds` (default: the longest allowed); longer than we would accept is refused. */
+  async sign(subject: string, role: Role, ttlSeconds = this.maxLifetimeSeconds): Promise<{ token: string; expiresAt: Date }> {
+    if (!Number.isInteger(ttlSeconds) || ttlSeconds > this.maxLifetimeSeconds) {
+      throw new RangeError(`token lifetime must be a whole number of seconds, at most ${this.maxLifetimeSeconds}`);
+    }
     // Whole seconds, as in `exp`: the expiry we report must not be later than the one we enforce.
     const expiresAt = new Date((Math.floor(Date.now() / 1000) + ttlSeconds) * 1000);
     const token = await new SignJWT({ role })
@@ -62,6 +77,7 @@ export class TokenService {
     if (header?.alg === 'HS256') return this.verifyOwn(token, header);
     if (this.jwks && (header?.alg === 'RS256' || header?.alg === 'ES256')) {
       const { payload } = await jwtVerify(token, this.jwks, { algorithms: ['RS256', 'ES256'], issuer: this.external.issuer, audience: this.external.audience });
+      checkLifetime(payload.exp, payload.iat, this.maxLifetimeSeconds);
       const parsed = claims.parse(payload);
       // A provider's `role` claim makes an admin only when the operator says the provider may.
       const viewer: Viewer = { id: parsed.sub, role: parsed.role === 'admin' && this.external.allowAdmin ? 'admin' : 'customer' };
@@ -115,6 +131,7 @@ export class TokenService {
     if (iat !== undefined && typeof iat !== 'number') throw new Error('token iat is not a number');
     if (nbf !== undefined && typeof nbf !== 'number') throw new Error('token nbf is not a number');
     if (exp !== undefined && typeof exp !== 'number') throw new Error('token exp is not a number');
+    checkLifetime(exp, iat, this.maxLifetimeSeconds);
     checkTimes(exp, nbf);
     const parsed = claims.parse(payload);
     const viewer: Viewer = { id: parsed.sub, role: parsed.role };
@@ -130,6 +147,18 @@ function checkTimes(exp: number | undefined, nbf: number | undefined): void {
   const now = Math.floor(Date.now() / 1000);
   if (nbf !== undefined && nbf > now) throw new Error('token not yet valid');
   if (exp !== undefined && exp <= now) throw new Error('token expired');
+}
+
+/**
+ * A token must say when it ends, and not too far ahead: without `exp` a stolen token works
+ * forever. The lifetime is `exp − iat`; without `iat` (or with one in the future, which must not
+ * stretch it) it is `exp − now`, a minute of clock skew allowed.
+ */
+function checkLifetime(exp: number | undefined, iat: number | undefined, maxSeconds: number): void {
+  if (exp === undefined) throw new Error('token has no exp');
+  const now = Math.floor(Date.now() / 1000);
+  const lifetime = iat !== undefined && iat <= now ? exp - iat : exp - now - CLOCK_SKEW_SECONDS;
+  if (lifetime > maxSeconds) throw new Error('token lifetime is over the maximum');
 }
 
 /** Unpadded base64url that decodes to whole bytes (a length of 4n+1 is none: jose refused it). */

@@ -33,6 +33,8 @@ export interface ServiceDeps {
   jwksIssuer?: string;
   jwksAudience?: string;
   jwksAllowAdmin?: boolean;
+  /** The longest a bearer token may be valid (exp − iat); tokens without exp are refused. */
+  jwtMaxLifetimeSeconds?: number;
   /** How long a confirming hold may wait for its order commit (see StockRecovery). */
   confirmWindowMs?: number;
   registry: Registry;
@@ -63,7 +65,7 @@ export function createServices(d: ServiceDeps) {
   const reservations = new ReservationReader(d.db, engine);
   const metrics = new OutcomeMetrics(d.registry);
   const delivery = new DeliveryVault(d.dataKeys);
-  const tokens = new TokenService(d.jwtSecret, d.jwksUrl, { issuer: d.jwksIssuer, audience: d.jwksAudience, allowAdmin: d.jwksAllowAdmin });
+  const tokens = new TokenService(d.jwtSecret, d.jwksUrl, { issuer: d.jwksIssuer, audience: d.jwksAudience, allowAdmin: d.jwksAllowAdmin }, d.jwtMaxLifetimeSeconds);
   const waitingRoom = new WaitingRoomService(engine, sales, new AdmissionTokens(d.jwtSecret, d.admissionTokenSeconds ?? 300), d.log.child({ source: 'waiting-room' }));
   const purchases = new PurchaseService(
     engine, sales, orders, reservations, events, metrics, d.log.child({ source: 'purchases' }), delivery.sealer,
