@@ -23,6 +23,8 @@ import { buyingLimitsFromConfig, rateLimit, rateLimitsFromConfig } from './serve
 import { Readiness } from './server/readiness.js';
 import { RateBuckets } from './services/rate-buckets.js';
 import { RateCounter } from './services/rate-counter.js';
+import { LoginGuard } from './services/login-guard.js';
+import { loginLimit } from './server/login-limit.js';
 import { Repeater } from './server/repeater.js';
 import { requestLogging } from './server/request-logging.js';
 import { ResponseCache } from './server/response-cache.js';
@@ -101,6 +103,16 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
         tierOf: (viewer) => services.tiers.tierOf(viewer),
         trustProxyHops: config.TRUST_PROXY_HOPS,
         log: log.child({ source: 'rate-limit' }),
+      }),
+      // login/register per (email, client address), with a per-email ceiling (src/server/login-limit.ts).
+      loginLimit({
+        guard: config.RATE_LIMIT_ENABLED
+          ? new LoginGuard(redis, config.REDIS_PREFIX, {
+            perAddress: config.RATE_LIMIT_AUTH_PER_EMAIL, ceiling: config.RATE_LIMIT_AUTH_EMAIL_CEILING, backoffMaxMs: config.RATE_LIMIT_AUTH_BACKOFF_MAX_SECONDS * 1000,
+          })
+          : null,
+        trustProxyHops: config.TRUST_PROXY_HOPS,
+        log: log.child({ source: 'login-limit' }),
       }),
     ],
     context: async ({ request }) => {

@@ -128,8 +128,19 @@ const schema = z
      * tier) and per client address.
      */
     RATE_LIMIT_ENABLED: boolish.default(true),
-    /** login/register per email: the brute-force guard ("20 rapid wrong logins get RATE_LIMITED"). */
+    /**
+     * login/register per email from one client address: the brute-force guard ("20 rapid wrong
+     * logins get RATE_LIMITED"), counted before the password check; a success from that address
+     * clears it. Per address, so guesses from elsewhere never lock the owner out (issue 17 d).
+     */
     RATE_LIMIT_AUTH_PER_EMAIL: rateRule.default({ max: 10, windowMs: 60_000 }),
+    /**
+     * login/register per email from every address together: a generous ceiling against guessing
+     * from many addresses. Past it the email is slowed, not closed: one attempt per backoff
+     * interval, 1 s doubling up to RATE_LIMIT_AUTH_BACKOFF_MAX_SECONDS, while the attempts go on.
+     */
+    RATE_LIMIT_AUTH_EMAIL_CEILING: rateRule.default({ max: 100, windowMs: 15 * 60_000 }),
+    RATE_LIMIT_AUTH_BACKOFF_MAX_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
     /** login/register per client IP: credential stuffing across many emails; scrypt caps throughput near this anyway. */
     RATE_LIMIT_AUTH_PER_IP: rateRule.default({ max: 300, windowMs: 10_000 }),
     /**

@@ -36,12 +36,14 @@ export const BUYING_FIELDS = [
   'purchase', 'reserve', 'confirmReservation', 'releaseReservation', 'cancelOrder', 'joinWaitlist', 'leaveWaitlist', 'joinQueue',
 ] as const;
 
-/** The limits the configuration asks for. */
+/**
+ * The limits the configuration asks for. Login and register per email are not here: they are
+ * counted per (email, client address) with a per-email ceiling by LoginGuard (src/server/login-limit.ts).
+ */
 export function rateLimitsFromConfig(config: Config): RateLimit[] {
   if (!config.RATE_LIMIT_ENABLED) return [];
   const auth = new Set<string>(AUTH_FIELDS);
   return [
-    { bucket: 'auth', fields: auth, by: 'email', rule: config.RATE_LIMIT_AUTH_PER_EMAIL },
     { bucket: 'auth', fields: auth, by: 'ip', rule: config.RATE_LIMIT_AUTH_PER_IP },
   ];
 }
@@ -76,7 +78,7 @@ export function buyingLimitsFromConfig(config: Config): BucketLimit[] {
  */
 export const FOLDED_FIELDS: ReadonlySet<string> = new Set(['purchase', 'reserve']);
 
-interface RootField {
+export interface RootField {
   node: FieldNode;
   name: string;
   responseKey: string;
@@ -172,7 +174,7 @@ function identify(by: RateLimit['by'], field: RootField, variables: Record<strin
   return typeof email === 'string' ? createHash('sha256').update(normalizeEmail(email)).digest('base64url').slice(0, 22) : null;
 }
 
-function argumentValue(node: FieldNode, name: string, variables: Record<string, unknown>): unknown {
+export function argumentValue(node: FieldNode, name: string, variables: Record<string, unknown>): unknown {
   const arg = node.arguments?.find((a) => a.name.value === name);
   if (!arg) return undefined;
   if (arg.value.kind === Kind.VARIABLE) return variables[arg.value.name.value];
@@ -181,7 +183,7 @@ function argumentValue(node: FieldNode, name: string, variables: Record<string, 
 }
 
 /** The operation's root fields as execution will see them: through fragments, minus @skip/@include'd ones. */
-function rootFields(set: SelectionSetNode, document: DocumentNode, variables: Record<string, unknown>, seen = new Set<string>()): RootField[] {
+export function rootFields(set: SelectionSetNode, document: DocumentNode, variables: Record<string, unknown>, seen = new Set<string>()): RootField[] {
   const out: RootField[] = [];
   for (const sel of set.selections) {
     if (!included(sel, variables)) continue;
