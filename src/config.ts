@@ -210,11 +210,6 @@ const schema = z
     }
   })
   .superRefine((env, ctx) => {
-    if (env.METRICS_PORT !== undefined && env.METRICS_PORT === env.PORT) {
-      ctx.addIssue({ code: 'custom', path: ['METRICS_PORT'], message: 'must differ from PORT' });
-    }
-  })
-  .superRefine((env, ctx) => {
     if (Buffer.from(env.DATA_KEY, 'base64').length !== 32) {
       ctx.addIssue({ code: 'custom', path: ['DATA_KEY'], message: 'must be 32 bytes, base64-encoded' });
     }
