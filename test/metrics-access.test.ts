@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../src/config.js';
 import { deleteRedisPrefix, dropDatabase, isolation, REDIS_URL, startTestServer, type TestServer } from './support/harness.js';
 import { freePort, spawnApi, type ApiProcess } from './support/processes.js';
 
@@ -119,5 +120,13 @@ describe('/metrics outside production', () => {
     expect(api.status).toBe(200);
     expect(api.body).toContain('process_cpu_seconds_total');
     expect((await get(`http://127.0.0.1:${port}/metrics`)).status).toBe(200);
+  });
+});
+
+describe('configuration', () => {
+  it('refuses a METRICS_PORT equal to PORT and a METRICS_TOKEN under 16 characters', () => {
+    expect(() => parseConfig({ PORT: '4000', METRICS_PORT: '4000' })).toThrow(/METRICS_PORT: must differ from PORT/);
+    expect(() => parseConfig({ METRICS_TOKEN: 'short' })).toThrow(/METRICS_TOKEN: must be at least 16 characters/);
+    expect(parseConfig({ PORT: '4000', METRICS_PORT: '9464', METRICS_TOKEN: METRICS_TOKEN })).toMatchObject({ METRICS_PORT: 9464, METRICS_TOKEN });
   });
 });
