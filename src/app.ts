@@ -148,7 +148,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   await cacheEvents?.start(services.events);
   const metricsEndpoint = new MetricsEndpoint(registry, config, log.child({ source: 'metrics' }));
   const fastLane = new FastLane(yoga as unknown as ConstructorParameters<typeof FastLane>[0], persisted, registry, hardening.cors, responseCache);
-  const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+  const server = createServer(hardening.serverOptions, async (req: IncomingMessage, res: ServerResponse) => {
     hardening.applyHeaders(res);
     const path = req.url?.split('?')[0];
     if (path === '/health') {
@@ -175,10 +175,11 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     fastLane.handle(req, res);
   });
   server.keepAliveTimeout = 65_000;
-  hardening.configureServer(server);
+  hardening.configureServer(server, registry);
   const websocket = attachWebSocket({
     server, yoga, tokens: services.tokens, maxSubscriptions: config.WS_MAX_SUBSCRIPTIONS, keepAliveMs: config.WS_KEEPALIVE_MS,
     maxPayloadBytes: config.HTTP_MAX_BODY_BYTES, log: log.child({ source: 'websocket' }),
+    maxMessagesPerSecond: config.WS_MAX_MESSAGES_PER_SECOND, messageBurst: config.WS_MESSAGE_BURST, maxBufferedBytes: config.WS_MAX_BUFFERED_BYTES, registry,
   });
   metrics.observe({ services, redis, websocketConnections: () => websocket.connections });
 

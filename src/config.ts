@@ -95,6 +95,14 @@ const schema = z
     HTTP_MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(50_000_000).default(100_000),
     /** Time a client has to send a whole request (headers and body). */
     HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+    /** Time a client has to send a request's headers (capped by HTTP_REQUEST_TIMEOUT_MS); a silent new connection gets as long. */
+    HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(10_000),
+    /**
+     * Open TCP connections (HTTP, SSE, WebSocket) one client address may hold; more are closed on
+     * arrival. 0 turns it off. Default 1024, but off with TRUST_PROXY_HOPS > 0: then every
+     * connection comes from the proxy, which should limit per client itself.
+     */
+    HTTP_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).max(1_000_000).optional(),
     /** Browser origins allowed to call the API: "*", a comma-separated list, or "" for none; default "*" outside production, none in it. */
     CORS_ORIGINS: z.string().optional(),
     SECURITY_HEADERS: boolish.default(true),
@@ -171,6 +179,14 @@ const schema = z
     WS_MAX_SUBSCRIPTIONS: z.coerce.number().int().min(1).max(1000).default(20),
     /** WebSocket ping period; a socket that misses a pong within it is closed (dead phones, silent proxies). */
     WS_KEEPALIVE_MS: z.coerce.number().int().min(1000).max(120_000).default(12_000),
+    /**
+     * Frames (messages and pings) one WebSocket may send: a token bucket of WS_MESSAGE_BURST refilled at
+     * WS_MAX_MESSAGES_PER_SECOND. Over it the socket is closed with 1008 "Too many messages".
+     */
+    WS_MAX_MESSAGES_PER_SECOND: z.coerce.number().min(0.1).max(100_000).default(50),
+    WS_MESSAGE_BURST: z.coerce.number().int().min(1).max(1_000_000).default(200),
+    /** Bytes waiting to be written to one WebSocket; a client that lets more pile up (does not read) is closed with 1013. */
+    WS_MAX_BUFFERED_BYTES: z.coerce.number().int().min(16_384).max(1_073_741_824).default(1_048_576),
     /** How often each instance looks for status transitions; the contract promises them within 1 s. */
     STATUS_WATCH_INTERVAL_MS: z.coerce.number().int().min(50).max(900).default(200),
     /** Minimum gap between two stock events of one sale per instance (100 ms: at most ~10 a second). */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getIntrospectionQuery } from 'graphql';
-import { connect } from 'node:net';
+import pg from 'pg';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import * as loadOperations from '../load/harness/operations.js';
@@ -245,20 +245,22 @@ describe('load shedding', () => {
     });
     // The connection opens while the process is idle; its upgrade request carries no verdict.
     expect(await buyOverWs('ws-before')).toMatchObject({ __typename: 'PurchaseSuccess' });
-    // Three HTTP requests whose bodies never finish keep the process over its in-flight limit of 2.
-    const hanging = Array.from({ length: 3 }, () => {
-      const socket = connect(Number(new URL(t.app.url).port), '127.0.0.1');
-      socket.on('error', () => {});
-      socket.write('POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{');
-      return socket;
-    });
+    // Three queries waiting on a locked orders table keep the process over its in-flight limit of 2
+    // (a request whose body has not arrived would not: it is not work in flight).
+    const lock = new pg.Client({ connectionString: t.app.config.DATABASE_URL });
+    await lock.connect();
+    await lock.query('BEGIN');
+    await lock.query('LOCK TABLE orders IN ACCESS EXCLUSIVE MODE');
+    let hanging: Promise<unknown>[] = [];
     try {
+      hanging = Array.from({ length: 3 }, () => t.client.gql(`{ me { orders(first: 1) { edges { node { id } } } } }`, {}, token));
       await new Promise((r) => setTimeout(r, 200));
       expect(await buyOverWs('ws-busy')).toMatchObject({ __typename: 'Rejected', code: 'TEMPORARILY_UNAVAILABLE', retryAfterSeconds: 1 });
     } finally {
-      for (const socket of hanging) socket.destroy();
+      await lock.query('ROLLBACK');
+      await lock.end();
     }
-    await new Promise((r) => setTimeout(r, 200));
+    await Promise.all(hanging);
     expect(await buyOverWs('ws-after')).toMatchObject({ __typename: 'PurchaseSuccess' });
     await ws.dispose();
   });

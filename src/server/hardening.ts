@@ -1,9 +1,11 @@
-import type { Server, ServerResponse } from 'node:http';
+import type { Server, ServerOptions, ServerResponse } from 'node:http';
 import { EnvelopArmor } from '@escape.tech/graphql-armor';
 import { GraphQLError, Kind, NoSchemaIntrospectionCustomRule, visit, BREAK, type DocumentNode, type ValidationContext } from 'graphql';
 import type { CORSOptions } from '@whatwg-node/server';
 import type { Plugin, YogaServerOptions } from 'graphql-yoga';
+import type { Registry } from 'prom-client';
 import type { Config } from '../config.js';
+import { limitConnectionsPerAddress } from './connection-limits.js';
 
 /**
  * What a public endpoint needs beyond the schema: limits on the shape and size of what a client
@@ -19,8 +21,10 @@ export interface Hardening {
   batching: YogaServerOptions<Record<string, unknown>, Record<string, unknown>>['batching'];
   /** Sets the security headers on any HTTP answer, GraphQL or not. */
   applyHeaders(res: ServerResponse): void;
-  /** Node-level timeouts, so a client trickling its headers or body cannot hold a socket forever. */
-  configureServer(server: Server): void;
+  /** For `createServer`: Node-level timeouts, so a client trickling its headers or body cannot hold a socket forever. */
+  serverOptions: ServerOptions;
+  /** The per-address connection limit. */
+  configureServer(server: Server, registry?: Registry): void;
 }
 
 export function createHardening(config: Config): Hardening {
@@ -40,10 +44,26 @@ export function createHardening(config: Config): Hardening {
     applyHeaders: (res) => {
       for (const [name, value] of headers) res.setHeader(name, value);
     },
-    configureServer: (server) => {
-      server.requestTimeout = config.HTTP_REQUEST_TIMEOUT_MS;
-      server.headersTimeout = Math.min(config.HTTP_REQUEST_TIMEOUT_MS, 20_000);
+    serverOptions: serverOptions(config),
+    configureServer: (server, registry) => {
+      limitConnectionsPerAddress(server, config.HTTP_MAX_CONNECTIONS_PER_ADDRESS ?? (config.TRUST_PROXY_HOPS > 0 ? 0 : 1024), registry);
     },
+  };
+}
+
+/**
+ * Node answers 408 and closes a connection whose headers (for a new connection: its first
+ * request's) take longer than headersTimeout, or whose whole request, body included, takes longer
+ * than requestTimeout; one that stalls mid-body is closed then, having never counted as in flight
+ * (load-shedding.ts). Node looks every connectionsCheckingInterval: its default of 30 s would let
+ * a stalled client stay up to 30 s past its timeout.
+ */
+function serverOptions(config: Config): ServerOptions {
+  const headersTimeout = Math.min(config.HTTP_HEADERS_TIMEOUT_MS, config.HTTP_REQUEST_TIMEOUT_MS);
+  return {
+    requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+    headersTimeout,
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 4))),
   };
 }
 

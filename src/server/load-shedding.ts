@@ -19,6 +19,18 @@ import { rejected } from '../services/errors.js';
 
 export type SaturationReason = 'in-flight' | 'event-loop';
 
+/** An HTTP request's part in the count: waiting for its body, counted, released (a subscription) or done. */
+interface Tracked {
+  state: 'waiting' | 'counted' | 'released' | 'done';
+  verdict: SaturationReason | null;
+}
+
+/** Whether Node will read a body for this request (a declared length above 0, or chunked). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 export interface LoadShedderOptions {
   /** Shed while more GraphQL requests than this are in flight; 0 never. */
   maxInFlight: number;
@@ -36,15 +48,15 @@ export interface LoadShedderOptions {
  * only makes every caller wait longer (and time out, and retry): answering the new ones at once
  * with "retry in a second" keeps latency bounded for the calls it already holds.
  *
- * The verdict is taken when a request arrives, so the requests admitted before the process got
- * busy finish normally and only later arrivals are turned away.
+ * The verdict is taken when a request has arrived (its body too), so the requests admitted before
+ * the process got busy finish normally and only later arrivals are turned away.
  */
 export class LoadShedder {
   private inFlight = 0;
   private delayP99Ms = 0;
   private readonly histogram: IntervalHistogram | null;
   private readonly timer: NodeJS.Timeout | null;
-  private readonly verdicts = new WeakMap<IncomingMessage, SaturationReason>();
+  private readonly tracked = new WeakMap<IncomingMessage, Tracked>();
   private readonly shed: Counter<'reason'> | null;
 
   static fromConfig(config: Config, registry: Registry, log: Logger): LoadShedder {
@@ -88,22 +100,54 @@ export class LoadShedder {
     this.histogram.reset();
   }
 
-  /** Counts an HTTP request as in flight until its response is closed, and judges it on arrival. */
+  /**
+   * Counts an HTTP request as in flight from the moment its body has arrived (at once when it has
+   * none) until its response is closed, and judges it then. A client that sends its headers and
+   * trickles or stalls its body is not work in progress, so it neither pushes the process over its
+   * limit nor is shed itself until it has said what it wants; the request timeout closes it
+   * (hardening). Every request that reaches GraphQL is tracked, SSE included: a mutation whose
+   * answer is wanted as an event stream is shed like any other; a subscription stops counting as
+   * soon as it is subscribed (`release`), since an open stream is a reader, not work.
+   */
   track(req: IncomingMessage, res: ServerResponse): void {
-    // An SSE subscription stays open for minutes; it is a reader, not work in progress.
-    if (req.headers.accept?.includes('text/event-stream')) return;
-    this.inFlight++;
-    res.once('close', () => this.inFlight--);
-    const reason = this.saturation();
-    if (reason) this.verdicts.set(req, reason);
+    const tracked: Tracked = { state: 'waiting', verdict: null };
+    this.tracked.set(req, tracked);
+    const arrived = () => {
+      if (tracked.state !== 'waiting') return;
+      tracked.state = 'counted';
+      this.inFlight++;
+      tracked.verdict = this.saturation();
+    };
+    // 'end' is emitted once whoever reads the body (the fast lane, Yoga) has read all of it;
+    // registered first, so the verdict is there before they act on the body.
+    if (hasBody(req)) req.once('end', arrived);
+    else arrived();
+    res.once('close', () => {
+      if (tracked.state === 'counted') this.inFlight--;
+      tracked.state = 'done';
+    });
+  }
+
+  /** The request no longer counts as in flight (its subscription is open); it keeps its verdict. */
+  release(req: IncomingMessage | undefined): void {
+    const tracked = req && this.tracked.get(req);
+    if (tracked?.state !== 'counted') return;
+    tracked.state = 'released';
+    this.inFlight--;
   }
 
   /**
-   * The verdict for an HTTP request (taken on arrival), or now for a call over a WebSocket: its
-   * request is the connection's upgrade, which may have arrived long before.
+   * The verdict for an HTTP request (taken when its body arrived), or now for a call over a
+   * WebSocket: its request is the connection's upgrade, which may have arrived long before.
    */
   verdict(req: IncomingMessage | undefined): SaturationReason | null {
-    return req && req.headers.upgrade === undefined ? (this.verdicts.get(req) ?? null) : this.saturation();
+    if (!req || req.headers.upgrade !== undefined) return this.saturation();
+    return this.tracked.get(req)?.verdict ?? null;
+  }
+
+  /** HTTP requests counted as in flight now (the `flashsale_graphql_in_flight` gauge). */
+  get inFlightCount(): number {
+    return this.inFlight;
   }
 
   saturation(): SaturationReason | null {
@@ -141,15 +185,32 @@ interface ShedContext {
  */
 export function withLoadShedding(schema: GraphQLSchema, shedder: LoadShedder): GraphQLSchema {
   const mutation = schema.getMutationType();
-  if (!mutation) return schema;
-  const config = mutation.toConfig();
-  const fields: Record<string, GraphQLFieldConfig<unknown, unknown>> = {};
-  for (const [name, field] of Object.entries(config.fields)) {
-    fields[name] = { ...field, resolve: guard(name, field, shedder) };
-  }
-  const guarded = new GraphQLObjectType({ ...config, fields });
+  const subscription = schema.getSubscriptionType();
   const schemaConfig = schema.toConfig();
-  return new GraphQLSchema({ ...schemaConfig, mutation: guarded, types: schemaConfig.types.filter((t) => t !== mutation) });
+  const replaced = new Set<unknown>([mutation, subscription]);
+  return new GraphQLSchema({
+    ...schemaConfig,
+    mutation: mutation && rewrite(mutation, (name, field) => ({ ...field, resolve: guard(name, field, shedder) })),
+    // A subscription over SSE counted while it was set up; once subscribed, its open stream is a reader.
+    subscription: subscription && rewrite(subscription, (_name, field) => ({ ...field, subscribe: released(field, shedder) })),
+    types: schemaConfig.types.filter((t) => !replaced.has(t)),
+  });
+}
+
+function rewrite(type: GraphQLObjectType, map: (name: string, field: GraphQLFieldConfig<unknown, unknown>) => GraphQLFieldConfig<unknown, unknown>): GraphQLObjectType {
+  const config = type.toConfig();
+  const fields: Record<string, GraphQLFieldConfig<unknown, unknown>> = {};
+  for (const [name, field] of Object.entries(config.fields)) fields[name] = map(name, field);
+  return new GraphQLObjectType({ ...config, fields });
+}
+
+function released(field: GraphQLFieldConfig<unknown, unknown>, shedder: LoadShedder): GraphQLFieldResolver<unknown, unknown> | undefined {
+  const subscribe = field.subscribe;
+  if (!subscribe) return undefined;
+  return (source, args, context, info) => {
+    shedder.release((context as ShedContext | undefined)?.req);
+    return subscribe(source, args, context, info);
+  };
 }
 
 function guard(name: string, field: GraphQLFieldConfig<unknown, unknown>, shedder: LoadShedder): GraphQLFieldResolver<unknown, unknown> {

@@ -15,6 +15,7 @@ import {
 } from 'graphql-ws';
 import type { YogaServerInstance } from 'graphql-yoga';
 import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Context } from '../schema/context.js';
 import { createLoaders } from '../schema/loaders.js';
@@ -32,6 +33,11 @@ const MAX_SHAREABLE_DOCUMENTS = 256;
 const MAX_SHARED_OPERATIONS = 10_000;
 const MAX_SHARED_QUERY_CHARS = 4096;
 const MAX_SHARED_VARIABLES_CHARS = 512;
+/** A socket closed for sending too much or reading too little is dropped if its close handshake takes longer. */
+const POLICY_CLOSE_GRACE_MS = 5000;
+/** Close codes of the abuse limits (README, "WebSockets: limits per socket"). */
+export const TOO_MANY_MESSAGES = { code: 1008, reason: 'Too many messages' } as const;
+export const NOT_READING = { code: 1013, reason: 'Not reading fast enough' } as const;
 
 /** graphql-ws' `Extra` for ws, plus our view of the connection. */
 type ConnectionExtra = { socket: WebSocket; request: IncomingMessage; connection: Connection };
@@ -58,6 +64,12 @@ export interface WebSocketOptions {
   keepAliveMs: number;
   /** Largest message a client may send; a bigger one closes its socket with 1009 (ws's default was 100 MiB). */
   maxPayloadBytes: number;
+  /** Frames (messages, pings, pongs) a socket may send: a bucket of `messageBurst` refilled at this rate; over it, 1008. */
+  maxMessagesPerSecond: number;
+  messageBurst: number;
+  /** Bytes waiting to be written to a socket beyond which its client is taken for one that does not read: 1013. */
+  maxBufferedBytes: number;
+  registry?: Registry;
   log: Logger;
 }
 
@@ -84,7 +96,17 @@ export interface WebSocketEndpoint {
  * each, and a sell-out reaches 10,000 of them in a fraction of a second.
  */
 export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
-  const wss = new WebSocketServer({ server: o.server, path: o.yoga.graphqlEndpoint, maxPayload: o.maxPayloadBytes });
+  // autoPong off: ws would answer every ping, however many a client sends without reading the
+  // answers; `Connection.pinged` answers only within the socket's message budget.
+  const wss = new WebSocketServer({ server: o.server, path: o.yoga.graphqlEndpoint, maxPayload: o.maxPayloadBytes, autoPong: false });
+  const limits: SocketLimits = {
+    burst: o.messageBurst,
+    perMs: o.maxMessagesPerSecond / 1000,
+    maxBufferedBytes: o.maxBufferedBytes,
+    closed: o.registry
+      ? new Counter({ name: 'flashsale_websocket_policy_closes_total', help: 'WebSockets closed for sending too many frames (1008) or not reading what they are sent (1013)', labelNames: ['reason'], registers: [o.registry] })
+      : null,
+  };
   const log = o.log;
   const contexts = anonymousContexts(o.yoga);
   const shared = new SharedExecutor({
@@ -223,7 +245,7 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
     return true;
   };
 
-  const outbox = new Outbox();
+  const outbox = new Outbox(limits.maxBufferedBytes, (socket) => connections.get(socket)?.refuse(NOT_READING));
   const connections = new Map<WebSocket, Connection>();
   /** Connections that have not sent connection_init yet, with their deadline (one sweep instead of a timer each). */
   const awaitingInit = new Map<WebSocket, number>();
@@ -233,13 +255,14 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
     for (const client of wss.clients) client.close(CloseCode.InternalServerError, 'Internal server error');
   });
   wss.on('connection', (socket, request) => {
-    const connection = new Connection(socket, request.socket, outbox, shared, intercept, log);
+    const connection = new Connection(socket, request.socket, outbox, shared, intercept, limits, log);
     connections.set(socket, connection);
     socket.once('error', (err) => {
       log.warn({ err: err.message }, 'WebSocket error; closing the socket');
       socket.close(CloseCode.InternalServerError, 'Internal server error');
     });
-    socket.on('pong', () => (connection.awaitingPong = false));
+    socket.on('ping', (data) => connection.pinged(data));
+    socket.on('pong', () => connection.ponged());
     const closed = server.opened(connection, { socket, request, connection });
     awaitingInit.set(socket, Date.now() + CONNECTION_INIT_WAIT_MS);
     socket.once('close', (code, reason) => {
@@ -313,6 +336,11 @@ function mayShare(payload: SubscribePayload): boolean {
  * per-connection allocation counts.
  */
 class Connection implements GraphqlWsSocket {
+  /** Frames the client may still send now (its token bucket), and when that was last worked out. */
+  private tokens: number;
+  private countedAt = performance.now();
+  /** Closed for abuse: nothing more it sends is read or answered. */
+  private refused = false;
   /** The connection_init payload's authorization, re-verified at every subscribe so expiry is honoured. */
   authorization: string | null = null;
   expiryTimer: NodeJS.Timeout | null = null;
@@ -330,8 +358,11 @@ class Connection implements GraphqlWsSocket {
     private readonly outbox: Outbox,
     readonly shared: SharedExecutor,
     private readonly intercept: (connection: Connection, text: string) => boolean,
+    private readonly limits: SocketLimits,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.tokens = limits.burst;
+  }
 
   get protocol(): string {
     return this.socket.protocol;
@@ -352,9 +383,56 @@ class Connection implements GraphqlWsSocket {
   onMessage(deliver: (data: string) => Promise<void>): void {
     this.deliver = deliver;
     this.socket.on('message', (data) => {
+      if (!this.admit()) return;
       const text = String(data);
       if (!this.intercept(this, text)) this.toGraphqlWs(text);
     });
+  }
+
+  /** A ping frame: answered while the client keeps within its budget and reads what it is sent. */
+  pinged(data: Buffer): void {
+    if (!this.admit() || this.socket.readyState !== this.socket.OPEN) return;
+    if (this.socket.bufferedAmount > this.limits.maxBufferedBytes) this.refuse(NOT_READING);
+    else this.socket.pong(data);
+  }
+
+  /** A pong frame (the answer to our heartbeat, or unsolicited). */
+  ponged(): void {
+    if (this.admit()) this.awaitingPong = false;
+  }
+
+  /**
+   * Takes one frame from the client's budget; false (and the socket closed with 1008) once it has
+   * sent more than the bucket holds. Messages, pings and pongs all cost one: each is read, parsed
+   * and most are answered, and a client that sends them without reading the answers would make
+   * the server keep every answer until it did.
+   */
+  private admit(): boolean {
+    if (this.refused) return false;
+    const now = performance.now();
+    this.tokens = Math.min(this.limits.burst, this.tokens + (now - this.countedAt) * this.limits.perMs);
+    this.countedAt = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return true;
+    }
+    this.refuse(TOO_MANY_MESSAGES);
+    return false;
+  }
+
+  /**
+   * Closes the socket for abuse: nothing more it sends is handled, nothing more is written but the
+   * close frame, and if the client does not complete the close handshake soon (one that does not
+   * read never will) the connection is dropped, so whatever was queued for it is freed.
+   */
+  refuse(why: typeof TOO_MANY_MESSAGES | typeof NOT_READING): void {
+    if (this.refused) return;
+    this.refused = true;
+    this.limits.closed?.inc({ reason: why === TOO_MANY_MESSAGES ? 'too-many-messages' : 'not-reading' });
+    this.log.debug({ code: why.code }, `closing a WebSocket: ${why.reason}`);
+    this.socket.close(why.code, why.reason);
+    const socket = this.socket;
+    setTimeout(() => socket.terminate(), POLICY_CLOSE_GRACE_MS).unref();
   }
 
   hasBroadcast(id: string): boolean {
@@ -483,6 +561,12 @@ class Outbox {
   private pending = new Map<WebSocket, { tcp: Duplex; frames: { data: string; done: (err?: Error) => void }[] }>();
   private scheduled = false;
 
+  constructor(
+    /** More than this already waiting to be written to a socket: its client does not read. */
+    private readonly maxBufferedBytes: number,
+    private readonly notReading: (socket: WebSocket) => void,
+  ) {}
+
   send(socket: WebSocket, tcp: Duplex, data: string): Promise<void> {
     return new Promise((resolve, reject) => {
       if (socket.readyState !== socket.OPEN) return resolve();
@@ -506,6 +590,9 @@ class Outbox {
     const batch = this.pending;
     this.pending = new Map();
     for (const [socket, { tcp, frames }] of batch) {
+      // Frames are only written once the previous ones of their subscription were, so what piles
+      // up here is answers to what the client keeps asking, or frames for one that stopped reading.
+      if (socket.readyState === socket.OPEN && socket.bufferedAmount > this.maxBufferedBytes) this.notReading(socket);
       if (socket.readyState !== socket.OPEN) {
         for (const f of frames) f.done();
         continue;
@@ -516,6 +603,15 @@ class Outbox {
       if (frames.length > 1) tcp.uncork();
     }
   }
+}
+
+/** Per-socket abuse limits, shared by every connection of the server. */
+interface SocketLimits {
+  burst: number;
+  /** Frames a millisecond the bucket refills by. */
+  perMs: number;
+  maxBufferedBytes: number;
+  closed: Counter<'reason'> | null;
 }
 
 /**
