@@ -222,7 +222,7 @@ describe('fast lane with rate limits', () => {
   let t: TestServer;
 
   beforeAll(async () => {
-    t = await startTestServer('fast-lane-rl', { RATE_LIMIT_BUYING_PER_CUSTOMER: '2/60s' });
+    t = await startTestServer('fast-lane-rl', { RATE_LIMIT_TIER_STANDARD: 'burst:2,per_s:0.02' });
   });
   afterAll(async () => {
     await t?.close();
