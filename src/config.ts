@@ -99,7 +99,7 @@ const schema = z
     HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(10_000),
     /**
      * Open TCP connections (HTTP, SSE, WebSocket) one client address may hold; more are closed on
-     * arrival. 0 turns it off. Default 1024, but off with TRUST_PROXY_HOPS > 0: then every
+     * arrival. 0 turns it off. Default 2048, but off with TRUST_PROXY_HOPS > 0: then every
      * connection comes from the proxy, which should limit per client itself.
      */
     HTTP_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).max(1_000_000).optional(),
@@ -180,8 +180,8 @@ const schema = z
     /** WebSocket ping period; a socket that misses a pong within it is closed (dead phones, silent proxies). */
     WS_KEEPALIVE_MS: z.coerce.number().int().min(1000).max(120_000).default(12_000),
     /**
-     * Frames (messages and pings) one WebSocket may send: a token bucket of WS_MESSAGE_BURST refilled at
-     * WS_MAX_MESSAGES_PER_SECOND. Over it the socket is closed with 1008 "Too many messages".
+     * Frames (messages, pings, pongs) one WebSocket may send: a token bucket of WS_MESSAGE_BURST refilled
+     * at WS_MAX_MESSAGES_PER_SECOND. Over it the socket is closed with 1008 "Too many messages".
      */
     WS_MAX_MESSAGES_PER_SECOND: z.coerce.number().min(0.1).max(100_000).default(50),
     WS_MESSAGE_BURST: z.coerce.number().int().min(1).max(1_000_000).default(200),

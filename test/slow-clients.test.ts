@@ -123,7 +123,7 @@ beforeAll(async () => {
   const [w1, w2, w3] = await Promise.all([world('slowclients'), world('slowshed'), world('slowcap')]);
   let shedApi: Api;
   [slow, shedApi, capped] = await Promise.all([
-    // The default per-address limit (1024) leaves room for the stalled crowd, all from 127.0.0.1.
+    // The default per-address limit (2048) leaves room for the stalled crowd, all from 127.0.0.1.
     api(w1.env({ LOAD_SHED_MAX_IN_FLIGHT: String(MAX_IN_FLIGHT), HTTP_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS), HTTP_HEADERS_TIMEOUT_MS: String(HEADERS_TIMEOUT_MS) })),
     api(w2.env({ LOAD_SHED_MAX_IN_FLIGHT: '3', LOAD_SHED_RETRY_AFTER_SECONDS: '1' })),
     api(w3.env({ HTTP_MAX_CONNECTIONS_PER_ADDRESS: '20' })),

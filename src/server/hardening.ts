@@ -46,7 +46,7 @@ export function createHardening(config: Config): Hardening {
     },
     serverOptions: serverOptions(config),
     configureServer: (server, registry) => {
-      limitConnectionsPerAddress(server, config.HTTP_MAX_CONNECTIONS_PER_ADDRESS ?? (config.TRUST_PROXY_HOPS > 0 ? 0 : 1024), registry);
+      limitConnectionsPerAddress(server, config.HTTP_MAX_CONNECTIONS_PER_ADDRESS ?? (config.TRUST_PROXY_HOPS > 0 ? 0 : 2048), registry);
     },
   };
 }
