@@ -22,7 +22,7 @@ const JWT_SECRET = 'websocket-limits-secret';
 const tokens = new TokenService(JWT_SECRET);
 const FLOOD = 200_000;
 /** What the server may hold above its resting size while one client floods it, and keep after. */
-const GROWTH_LIMIT_MB = 80;
+const GROWTH_LIMIT_MB = 100;
 const RSS_LIMIT_MB = 300;
 
 const cleanups: (() => Promise<unknown>)[] = [];
