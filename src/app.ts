@@ -20,6 +20,7 @@ import { LoadShedder, withLoadShedding } from './server/load-shedding.js';
 import { createMetrics } from './server/metrics.js';
 import { MetricsEndpoint } from './server/metrics-endpoint.js';
 import { buyingLimitsFromConfig, rateLimit, rateLimitsFromConfig } from './server/rate-limit.js';
+import { QueryRateLimits, queryRateLimitsFromConfig } from './server/query-rate-limit.js';
 import { Readiness } from './server/readiness.js';
 import { RateBuckets } from './services/rate-buckets.js';
 import { RateCounter } from './services/rate-counter.js';
@@ -80,6 +81,10 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   const hardening = createHardening(config);
   const shedder = LoadShedder.fromConfig(config, registry, log.child({ source: 'load-shedding' }));
   const persisted = PersistedOperations.generated();
+  const queryLimits = new QueryRateLimits({
+    counter: new RateCounter(redis, config.REDIS_PREFIX), redis, limits: queryRateLimitsFromConfig(config), trustProxyHops: config.TRUST_PROXY_HOPS,
+    authenticate: (authorization) => services.tokens.authenticate(authorization), log: log.child({ source: 'query-rate-limit' }),
+  });
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema: withLoadShedding(schema, shedder),
     extraParamNames: ['documentId'],
@@ -114,6 +119,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
         trustProxyHops: config.TRUST_PROXY_HOPS,
         log: log.child({ source: 'login-limit' }),
       }),
+      queryLimits.plugin(),
     ],
     context: async ({ request }) => {
       const auth = await services.tokens.authenticate(request.headers.get('authorization'));
@@ -180,6 +186,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     server, yoga, tokens: services.tokens, maxSubscriptions: config.WS_MAX_SUBSCRIPTIONS, keepAliveMs: config.WS_KEEPALIVE_MS,
     maxPayloadBytes: config.HTTP_MAX_BODY_BYTES, log: log.child({ source: 'websocket' }),
     maxMessagesPerSecond: config.WS_MAX_MESSAGES_PER_SECOND, messageBurst: config.WS_MESSAGE_BURST, maxBufferedBytes: config.WS_MAX_BUFFERED_BYTES, registry,
+    admitShared: queryLimits.enabled ? queryLimits.admitShared : undefined,
   });
   metrics.observe({ services, redis, websocketConnections: () => websocket.connections });
 

@@ -37,6 +37,15 @@ const bucketRule = z
   })
   .refine((r) => r.burst >= 1 && r.perSecond > 0, 'burst must be at least 1 and per_s above 0');
 
+/** A rateRule, or "off" (null): no limit at all, not even its Redis call (load tests from one address). */
+const rateRuleOrOff = z.string().transform((v, ctx) => {
+  if (v === 'off') return null;
+  const rule = rateRule.safeParse(v);
+  if (rule.success) return rule.data;
+  for (const issue of rule.error.issues) ctx.addIssue({ code: 'custom', message: `${issue.message}, or "off"` });
+  return z.NEVER;
+});
+
 const boolish = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -166,6 +175,20 @@ const schema = z
     RATE_LIMIT_BUYING_PER_IP: bucketRule.default({ burst: 10_000, perSecond: 10_000 }),
     /** How often each instance reloads the customer tiers changed in PostgreSQL (by another instance's setCustomerTier). */
     CUSTOMER_TIER_REFRESH_MS: z.coerce.number().int().min(50).max(60_000).default(1000),
+    /**
+     * Queries per client through @envelop/rate-limiter (src/server/query-rate-limit.ts): each root
+     * field selected counts one, in fixed windows counted in Redis. A client is a customer (valid
+     * customer token) by id, else an address (see TRUST_PROXY_HOPS: behind a proxy, set it, or
+     * every anonymous client shares the proxy's address). Anonymous reads the response cache
+     * answers are not counted. "off" lifts a limit. Per customer: 50/s on average, bursts of 500.
+     */
+    RATE_LIMIT_QUERY_PER_CUSTOMER: rateRuleOrOff.default({ max: 500, windowMs: 10_000 }),
+    /** Queries per client address without a customer token: higher, since a carrier NAT or an office is one address. */
+    RATE_LIMIT_QUERY_PER_IP: rateRuleOrOff.default({ max: 1000, windowMs: 10_000 }),
+    /** Subscriptions a customer may start (SSE or graphql-ws); ones already running are never cut. */
+    RATE_LIMIT_SUBSCRIBE_PER_CUSTOMER: rateRuleOrOff.default({ max: 50, windowMs: 10_000 }),
+    /** Subscriptions a client address without a customer token may start. */
+    RATE_LIMIT_SUBSCRIBE_PER_IP: rateRuleOrOff.default({ max: 200, windowMs: 10_000 }),
     /** Proxies in front of us that append to X-Forwarded-For; 0 trusts only the socket's address. */
     TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
     /** How long a purchase's order commit may take before its hold is resolved against PostgreSQL; also how long a rebuild after Redis data loss waits. */

@@ -71,6 +71,12 @@ export interface WebSocketOptions {
   maxBufferedBytes: number;
   registry?: Registry;
   log: Logger;
+  /**
+   * Asked before a subscription is served the shared way, which skips Yoga's plugins (the regular
+   * way runs them, rate limits included). Errors refuse it as a plugin's refusal is answered there:
+   * a `next` with those errors, then `complete`; the connection's other subscriptions go on.
+   */
+  admitShared?: (op: SharedOperation, request: IncomingMessage, authorization: string | null) => Promise<readonly GraphQLError[] | null>;
 }
 
 export interface WebSocketEndpoint {
@@ -241,7 +247,7 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
       op = { schema: entry.schema, document: entry.document, operationName: payload.operationName, variableValues: payload.variables, key };
       operations.set(key, op);
     }
-    connection.openBroadcast(message.id, op, text);
+    connection.openBroadcast(message.id, op, text, o.admitShared?.(op, ctx.extra.request, connection.authorization));
     return true;
   };
 
@@ -440,10 +446,11 @@ class Connection implements GraphqlWsSocket {
   }
 
   /** Opens a broadcast; if its source cannot be opened, graphql-ws gets the message and answers it. */
-  openBroadcast(id: string, op: SharedOperation, text: string): void {
+  openBroadcast(id: string, op: SharedOperation, text: string, admission?: Promise<readonly GraphQLError[] | null>): void {
     this.broadcasts ??= new Map();
     this.broadcasts.set(id, null);
-    this.shared.open(op).then(
+    const opened = admission ? admission.then((refusal) => (refusal ? this.refuseBroadcast(id, refusal) : this.shared.open(op))) : this.shared.open(op);
+    opened.then(
       (source) => {
         if (this.broadcasts?.get(id) !== null) {
           // Completed by the client, or the socket closed, while it was being opened.
@@ -467,6 +474,15 @@ class Connection implements GraphqlWsSocket {
         this.toGraphqlWs(text);
       },
     );
+  }
+
+  /** Refused before it opened (unless completed meanwhile): `next` with the errors, then `complete`. */
+  private refuseBroadcast(id: string, errors: readonly GraphQLError[]): null {
+    if (this.broadcasts?.get(id) !== null) return null;
+    this.broadcasts.delete(id);
+    void this.send(JSON.stringify({ id, type: MessageType.Next, payload: { data: null, errors } }));
+    void this.send(JSON.stringify({ id, type: MessageType.Complete }));
+    return null;
   }
 
   /** A `complete` from the client: true if it named one of this connection's broadcasts. */

@@ -32,6 +32,11 @@ export function testConfig(iso: { databaseUrl: string; redisPrefix: string }, ex
     SEED_SAMPLE_SALE: 'false',
     SWEEP_INTERVAL_MS: '100',
     DRAIN_INTERVAL_MS: '100',
+    // Tests query and subscribe far faster than people, all from 127.0.0.1; query-rate-limit.test.ts sets its own.
+    RATE_LIMIT_QUERY_PER_CUSTOMER: 'off',
+    RATE_LIMIT_QUERY_PER_IP: 'off',
+    RATE_LIMIT_SUBSCRIBE_PER_CUSTOMER: 'off',
+    RATE_LIMIT_SUBSCRIBE_PER_IP: 'off',
     ...extra,
   });
 }
