@@ -55,6 +55,8 @@ export async function runBench(opts: BenchOptions, progress: Progress = createPr
           // Likewise anonymous reads (10,000+/s) and subscriptions (10,000 sockets) per address.
           RATE_LIMIT_QUERY_PER_IP: 'off',
           RATE_LIMIT_SUBSCRIBE_PER_IP: 'off',
+          // And the per-address connection cap (the subscribers scenario opens 10,000 sockets).
+          HTTP_MAX_CONNECTIONS_PER_ADDRESS: '0',
         },
       });
       setup = new GraphqlClient(server.origin, 8);
