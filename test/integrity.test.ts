@@ -268,6 +268,37 @@ describe('g. waitlist endings are shown and pushed', () => {
   });
 });
 
+describe('PostgreSQL unreachable during the other buying mutations', () => {
+  it('confirmReservation and cancelOrder answer TEMPORARILY_UNAVAILABLE, change nothing, and work once it is back', async () => {
+    const proxy = await PgProxy.start({ host: '127.0.0.1', port: 5432 });
+    const iso = { url: new URL(process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres') };
+    iso.url.pathname = `/fs_test_pgcut_${newId().toLowerCase().replace(/[^a-z0-9]/g, '')}`;
+    const s = await startTestServer('integrity-pgcut', { RATE_LIMIT_ENABLED: 'false', DATABASE_URL: proxy.urlFor(iso.url.toString()) });
+    try {
+      // A fresh item, so its price is not cached yet: the confirm needs PostgreSQL.
+      const { itemIds: [item] } = await createSale(s, { stock: 2 });
+      const token = await s.token('pgcut-buyer');
+      const bought = (await s.client.gql(PURCHASE, { input: { saleItemId: item, quantity: 1, idempotencyKey: 'pgcut-1' } }, token)).data.purchase;
+      const { itemIds: [other] } = await createSale(s, { stock: 2 });
+      const hold = (await s.client.gql(RESERVE, { input: { saleItemId: other, quantity: 1, idempotencyKey: 'pgcut-2' } }, token)).data.reserve;
+      await proxy.cut();
+      const confirm = await s.client.gql(CONFIRM, { id: hold.reservation.id }, token);
+      expect(confirm.errors).toBeUndefined();
+      expect(confirm.data.confirmReservation).toMatchObject({ __typename: 'Rejected', code: 'TEMPORARILY_UNAVAILABLE' });
+      const cancel = await s.client.gql(CANCEL_ORDER, { id: bought.order.id }, token);
+      expect(cancel.errors).toBeUndefined();
+      expect(cancel.data.cancelOrder).toMatchObject({ __typename: 'Rejected', code: 'TEMPORARILY_UNAVAILABLE' });
+      await proxy.restore();
+      await eventually(async () => (await s.client.gql(CONFIRM, { id: hold.reservation.id }, token)).data?.confirmReservation?.__typename === 'PurchaseSuccess', 10_000, 200);
+      expect((await s.client.gql(CANCEL_ORDER, { id: bought.order.id }, token)).data.cancelOrder.__typename).toBe('CancelOrderSuccess');
+    } finally {
+      await proxy.restore();
+      await s.close();
+      await proxy.close();
+    }
+  });
+});
+
 /** A redis-server of the test's own, on its own port; a replica when given its primary's port. */
 class RedisServer {
   private constructor(readonly port: number, private readonly child: ChildProcess, readonly client: Redis) {}

@@ -295,12 +295,29 @@ export class PurchaseService {
     return rejected('TEMPORARILY_UNAVAILABLE', { retryAfterSeconds: 1 });
   }
 
+  /** Redis or PostgreSQL unreachable: a typed retry, never an internal error (nothing half-done is left behind). */
   async confirmReservation(viewer: Viewer, reservationId: string, delivery: unknown): Promise<PurchaseResult> {
+    return this.confirmInner(viewer, reservationId, delivery).catch((err) => this.unavailable(err));
+  }
+
+  async releaseReservation(viewer: Viewer, reservationId: string): Promise<ReleaseResult> {
+    return this.releaseInner(viewer, reservationId).catch((err) => this.unavailable(err));
+  }
+
+  async cancelOrder(viewer: Viewer, orderId: string): Promise<CancelResult> {
+    return this.cancelInner(viewer, orderId).catch((err) => this.unavailable(err));
+  }
+
+  private async confirmInner(viewer: Viewer, reservationId: string, delivery: unknown): Promise<PurchaseResult> {
     if (!reservationId || reservationId.length > 64) return invalidInput('reservationId', 'reservationId must be an id of 1 to 64 characters.');
     const sealed = delivery == null ? { ok: true as const, sealed: null } : this.sealDelivery(delivery, 'delivery');
     if (!sealed.ok) return sealed.rejected;
     const saleId = saleIdOf(reservationId);
     if (!saleId) return rejected('RESERVATION_NOT_FOUND');
+    // The item's price comes from PostgreSQL (cached): read before the hold moves, so an
+    // unreachable database changes nothing.
+    const held = await this.engine.reservation(saleId, reservationId);
+    if (held && held.customerId === viewer.id) await this.sales.itemFactsOf(held.saleItemId);
     const begun = await this.engine.beginConfirm(saleId, reservationId, viewer.id);
     void this.events.holdsEnded(saleId, begun.ended);
     if (begun.ok === 'confirmed') {
@@ -320,7 +337,7 @@ export class PurchaseService {
     });
   }
 
-  async releaseReservation(viewer: Viewer, reservationId: string): Promise<ReleaseResult> {
+  private async releaseInner(viewer: Viewer, reservationId: string): Promise<ReleaseResult> {
     if (!reservationId || reservationId.length > 64) return invalidInput('reservationId', 'reservationId must be an id of 1 to 64 characters.');
     const saleId = saleIdOf(reservationId);
     if (!saleId) return rejected('RESERVATION_NOT_FOUND');
@@ -349,7 +366,7 @@ export class PurchaseService {
     return rejected(code as ErrorCode);
   }
 
-  async cancelOrder(viewer: Viewer, orderId: string): Promise<CancelResult> {
+  private async cancelInner(viewer: Viewer, orderId: string): Promise<CancelResult> {
     if (!orderId || orderId.length > 64) return invalidInput('orderId', 'orderId must be an id of 1 to 64 characters.');
     const order = await this.orders.visible(viewer, orderId);
     if (!order) return rejected('NOT_FOUND', { field: 'orderId' });
