@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDb, ensureDatabase, migrateToLatest } from '../src/db/database.js';
-import { deleteRedisPrefix, dropDatabase, eventually, isolation, REDIS_URL } from './support/harness.js';
+import { eventually, preparedIsolation, REDIS_URL } from './support/harness.js';
 import { Readiness } from '../src/server/readiness.js';
 import { FaultProxy, spawnApi, type ApiProcess, type ProxyMode } from './support/processes.js';
 
@@ -102,15 +101,7 @@ async function expectRecovery(): Promise<void> {
 }
 
 beforeAll(async () => {
-  const iso = isolation('readiness');
-  await ensureDatabase(iso.databaseUrl);
-  const { db } = createDb(iso.databaseUrl, 2);
-  await migrateToLatest(db);
-  await db.destroy();
-  cleanups.push(async () => {
-    await dropDatabase(iso.databaseUrl);
-    await deleteRedisPrefix(iso.redisPrefix);
-  });
+  const iso = await preparedIsolation('readiness', cleanups);
   pgProxy = await FaultProxy.start({ host: PG_URL.hostname, port: Number(PG_URL.port || 5432) });
   redisProxy = await FaultProxy.start({ host: REDIS.hostname, port: Number(REDIS.port || 6379) });
   cleanups.push(() => pgProxy.close(), () => redisProxy.close());

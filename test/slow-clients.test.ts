@@ -2,9 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { connect, type Socket } from 'node:net';
 import { request } from 'undici';
-import { createDb, ensureDatabase, migrateToLatest } from '../src/db/database.js';
 import { TokenService } from '../src/services/auth.js';
-import { deleteRedisPrefix, dropDatabase, GqlClient, isolation, REDIS_URL, type TestServer } from './support/harness.js';
+import { GqlClient, preparedIsolation, REDIS_URL, type TestServer } from './support/harness.js';
 import { createSale } from './support/fixtures.js';
 import { firstSseEvent, STOCK_CHANGED } from './support/live.js';
 import { PURCHASE } from './support/operations.js';
@@ -28,15 +27,7 @@ afterAll(async () => {
 });
 
 async function world(label: string) {
-  const iso = isolation(label);
-  await ensureDatabase(iso.databaseUrl);
-  const { db } = createDb(iso.databaseUrl, 2);
-  await migrateToLatest(db);
-  await db.destroy();
-  cleanups.push(async () => {
-    await dropDatabase(iso.databaseUrl);
-    await deleteRedisPrefix(iso.redisPrefix);
-  });
+  const iso = await preparedIsolation(label, cleanups);
   return {
     ...iso,
     env: (overrides: Record<string, string>) => ({

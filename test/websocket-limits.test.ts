@@ -3,9 +3,8 @@ import { readFileSync } from 'node:fs';
 import { getIntrospectionQuery } from 'graphql';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
-import { createDb, ensureDatabase, migrateToLatest } from '../src/db/database.js';
 import { TokenService } from '../src/services/auth.js';
-import { deleteRedisPrefix, dropDatabase, GqlClient, isolation, REDIS_URL, type TestServer } from './support/harness.js';
+import { GqlClient, preparedIsolation, REDIS_URL, type TestServer } from './support/harness.js';
 import { createSale } from './support/fixtures.js';
 import { STOCK_CHANGED, wsClient } from './support/live.js';
 import { PURCHASE } from './support/operations.js';
@@ -36,15 +35,7 @@ let admin: string;
 let restingMb: number;
 
 beforeAll(async () => {
-  const iso = isolation('wslimits');
-  await ensureDatabase(iso.databaseUrl);
-  const { db } = createDb(iso.databaseUrl, 2);
-  await migrateToLatest(db);
-  await db.destroy();
-  cleanups.push(async () => {
-    await dropDatabase(iso.databaseUrl);
-    await deleteRedisPrefix(iso.redisPrefix);
-  });
+  const iso = await preparedIsolation('wslimits', cleanups);
   // The WebSocket limits are the defaults.
   api = await spawnApi({
     DATABASE_URL: iso.databaseUrl, REDIS_URL, REDIS_PREFIX: iso.redisPrefix, SEED_SAMPLE_SALE: 'false', LOG_LEVEL: 'warn', RATE_LIMIT_ENABLED: 'false', JWT_SECRET,

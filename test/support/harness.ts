@@ -8,6 +8,7 @@ import { startApp, type App } from '../../src/app.js';
 import { createLogger } from '../../src/logger.js';
 import { TokenService } from '../../src/services/auth.js';
 import { deleteKeysWithPrefix, dropDatabase } from '../../src/dev/scratch.js';
+import { createDb, ensureDatabase, migrateToLatest } from '../../src/db/database.js';
 
 export const PG_ADMIN_URL = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
@@ -42,6 +43,23 @@ export function testConfig(iso: { databaseUrl: string; redisPrefix: string }, ex
 }
 
 export { dropDatabase };
+
+/**
+ * A database (created and migrated) and Redis prefix of a test's own, for server processes it
+ * starts itself (several processes must not race to migrate); `cleanups` gets their removal.
+ */
+export async function preparedIsolation(label: string, cleanups: (() => Promise<unknown>)[]): Promise<ReturnType<typeof isolation>> {
+  const iso = isolation(label);
+  await ensureDatabase(iso.databaseUrl);
+  const { db } = createDb(iso.databaseUrl, 2);
+  await migrateToLatest(db);
+  await db.destroy();
+  cleanups.push(async () => {
+    await dropDatabase(iso.databaseUrl);
+    await deleteRedisPrefix(iso.redisPrefix);
+  });
+  return iso;
+}
 
 export async function deleteRedisPrefix(prefix: string): Promise<void> {
   await deleteKeysWithPrefix(REDIS_URL, prefix);
