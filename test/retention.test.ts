@@ -55,6 +55,16 @@ describe('bounded Redis state', () => {
     expect(b.customerIndex).toBeLessThanOrEqual(100);
   });
 
+  it('a cancelled order\'s key, forgotten by Redis, still replays its order and refuses another quantity', async () => {
+    const { itemIds: [item] } = await createSale(t, { stock: 5, perUserLimit: 2 });
+    const token = await t.token('ret-key');
+    const buy = async (quantity: number) => (await t.client.gql(PURCHASE, { input: { saleItemId: item, quantity, idempotencyKey: 'same' } }, token)).data.purchase;
+    const first = await buy(2);
+    expect((await t.client.gql(CANCEL_ORDER, { id: first.order.id }, token)).data.cancelOrder.__typename).toBe('CancelOrderSuccess');
+    expect(await buy(1)).toMatchObject({ __typename: 'Rejected', code: 'IDEMPOTENCY_KEY_REUSED' });
+    expect(await buy(2)).toMatchObject({ __typename: 'PurchaseSuccess', replayed: true, order: { id: first.order.id, status: 'CANCELLED' } });
+  });
+
   it('every hold, confirmed or released, carries a TTL; a customer\'s index stays within 100 entries', async () => {
     const { saleId, itemIds: [item] } = await createSale(t, { stock: 1000, perUserLimit: 1000 });
     const token = await t.token('ret-holder');

@@ -204,7 +204,13 @@ export class PurchaseService {
       // The freed units may go straight to the waitlist: its offers are announced with the release.
       const released = await this.engine.release(saleId, o.reservationId, '', 'CONFIRM_FAILED', true);
       void this.events.holdsEnded(saleId, released.ended);
-      if (outcome.reason === 'KEY_TAKEN') return { kind: 'PurchaseSuccess', order: outcome.existing, replayed: true };
+      if (outcome.reason === 'KEY_TAKEN') {
+        // Redis no longer remembered the key (its order was cancelled, or the sale rebuilt): the
+        // order that holds it answers, if it is the same request.
+        const e = outcome.existing;
+        if (e.sale_item_id !== o.saleItemId || e.quantity !== o.quantity) return rejected('IDEMPOTENCY_KEY_REUSED');
+        return { kind: 'PurchaseSuccess', order: e, replayed: true };
+      }
       if (outcome.reason === 'REFUSED') return this.refused(saleId, o.saleItemId, outcome.refusal);
       return rejected('TEMPORARILY_UNAVAILABLE', { retryAfterSeconds: 1 });
     }
