@@ -144,6 +144,19 @@ describe('c. live state rolled back to an older copy', () => {
     expect(await confirmedUnits(item)).toBe(1);
   });
 
+  it('a rollback to before a cancel: PostgreSQL refuses the purchase and the sale reads CANCELLED again', async () => {
+    const { saleId, itemIds: [item] } = await createSale(t, { stock: 2 });
+    const meta = `${t.app.services.engine.keys.base(saleId)}meta`;
+    const before = await t.app.redis.dumpBuffer(meta);
+    expect((await t.client.gql(CANCEL_SALE, { id: saleId }, t.admin)).data.cancelSale.status).toBe('CANCELLED');
+    await t.app.redis.del(meta);
+    await t.app.redis.restore(meta, 0, before!);
+    expect(await buy(item, 'c-cancelled')).toMatchObject({ __typename: 'Rejected', code: 'SALE_CANCELLED' });
+    await eventually(async () => (await t.client.gql(SALE, { id: saleId })).data.sale.status === 'CANCELLED', 5000, 100);
+    expect(await buy(item, 'c-cancelled-2')).toMatchObject({ __typename: 'Rejected', code: 'SALE_CANCELLED' });
+    expect(await confirmedUnits(item)).toBe(0);
+  });
+
   it('a real replica promoted after missing writes: no unit sold twice, the state verified and repaired', async () => {
     const primary = await RedisServer.start();
     const replica = await RedisServer.start(primary.port);

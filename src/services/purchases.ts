@@ -261,6 +261,8 @@ export class PurchaseService {
         this.sales.liveStateSuspect(saleId, 'PostgreSQL refused an order over the per-customer limit', 'repair');
         return rejected('LIMIT_EXCEEDED');
       case 'SALE_CANCELLED':
+        // The live state let a purchase into a cancelled sale: it may have gone back to before the cancel.
+        this.sales.liveStateSuspect(saleId, 'an order in a cancelled sale', 'check');
         return rejected('SALE_CANCELLED');
       case 'STALE_EPOCH':
         this.sales.liveStateSuspect(saleId, 'an order of an older live state', 'check');

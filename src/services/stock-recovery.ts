@@ -80,10 +80,10 @@ export class StockRecovery {
 
   /** Every sale that may still sell or has not been retired yet, checked and repaired where needed. */
   async checkAll(): Promise<void> {
+    // Cancelled sales too: a live state that went back to before the cancel would sell again.
     const sales = await this.db
       .selectFrom('sales')
       .selectAll()
-      .where('state', '!=', 'CANCELLED')
       .where('ends_at', '>', sql<Date>`now() - make_interval(secs => ${this.retireAfterMs / 1000})`)
       .execute();
     for (const sale of sales) await this.check(sale);
@@ -249,6 +249,11 @@ function diagnose(sale: SaleRow, items: ItemCount[], live: LiveCheck): Diagnosis
   if (live.epoch !== sale.live_epoch) return { reason: `epoch: live ${live.epoch}, PostgreSQL ${sale.live_epoch}`, confirm: false };
   const sold = Math.max(0, ...items.map((i) => Number(i.max_live_version)));
   if (live.version < sold) return { reason: `went back in time: version ${live.version} below ${sold}, sold at`, confirm: false };
+  // An admin change writes PostgreSQL first and the live state next: a difference may be one in flight.
+  const d = live.definition;
+  if (d.state !== sale.state || d.start !== sale.starts_at.getTime() || d.end !== sale.ends_at.getTime() || d.limit !== sale.per_user_limit || d.hold !== sale.hold_seconds) {
+    return { reason: `definition differs: live ${d.state} ${d.start}-${d.end} limit ${d.limit} hold ${d.hold}, PostgreSQL ${sale.state}`, confirm: true };
+  }
   for (const item of items) {
     const l = live.items.get(item.id);
     if (!l) return { reason: `item missing: ${item.id}`, confirm: false };

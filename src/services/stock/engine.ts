@@ -207,7 +207,11 @@ function parseEnded(list: Raw): EndedHold[] {
 /** What the recovery loop compares with PostgreSQL (see live-check.lua). */
 export type LiveCheck =
   | { complete: false }
-  | { complete: true; epoch: number; version: number; items: Map<string, ItemLevel & { confirming: number }> };
+  | {
+      complete: true; epoch: number; version: number; items: Map<string, ItemLevel & { confirming: number }>;
+      /** The sale's definition as the scripts enforce it. */
+      definition: { state: string; start: number; end: number; limit: number; hold: number };
+    };
 
 /** A Redis field/value list (HGETALL, a stream entry) as an object. */
 function flatToRecord(flat: string[]): Record<string, string> {
@@ -519,7 +523,8 @@ export class StockEngine {
       const level = items.get(id);
       if (level) level.confirming = Number(q);
     }
-    return { complete: true, epoch: Number(r[1]), version: Number(r[2]), items };
+    const [state, start, end, limit, hold] = r[5] as string[];
+    return { complete: true, epoch: Number(r[1]), version: Number(r[2]), items, definition: { state, start: Number(start), end: Number(end), limit: Number(limit), hold: Number(hold) } };
   }
 
   /** True when the sale's live state is whole (every script would run on it). */
