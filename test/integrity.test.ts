@@ -301,6 +301,13 @@ describe('PostgreSQL unreachable during the other buying mutations', () => {
       const cancel = await s.client.gql(CANCEL_ORDER, { id: bought.order.id }, token);
       expect(cancel.errors).toBeUndefined();
       expect(cancel.data.cancelOrder).toMatchObject({ __typename: 'Rejected', code: 'TEMPORARILY_UNAVAILABLE' });
+      // Admin mutations and reads that need PostgreSQL: a typed retry too, never INTERNAL_SERVER_ERROR.
+      const pause = await s.client.gql(`mutation($id: ID!) { pauseSale(id: $id) { id } }`, { id: hold.reservation.id.split('.')[0] }, s.admin);
+      expect(pause.errors?.[0]?.extensions).toMatchObject({ code: 'TEMPORARILY_UNAVAILABLE' });
+      const adjust = await s.client.gql(ADJUST, { item: other, delta: 1 }, s.admin);
+      expect(adjust.errors?.[0]?.extensions).toMatchObject({ code: 'TEMPORARILY_UNAVAILABLE' });
+      const me = await s.client.gql(`query { me { orders { edges { node { id } } } } }`, {}, token);
+      expect(me.errors?.[0]?.extensions).toMatchObject({ code: 'TEMPORARILY_UNAVAILABLE' });
       await proxy.restore();
       await eventually(async () => (await s.client.gql(CONFIRM, { id: hold.reservation.id }, token)).data?.confirmReservation?.__typename === 'PurchaseSuccess', 10_000, 200);
       expect((await s.client.gql(CANCEL_ORDER, { id: bought.order.id }, token)).data.cancelOrder.__typename).toBe('CancelOrderSuccess');

@@ -1,19 +1,20 @@
 import { GraphQLError } from 'graphql';
 import { maskError as yogaMaskError, type Plugin } from 'graphql-yoga';
-import { UnavailableError } from '../services/errors.js';
+import { isDependencyUnavailable, UnavailableError } from '../services/errors.js';
 
 /**
  * Gives every error the contract's `extensions.code`: malformed documents and variables are
- * BAD_USER_INPUT, an unavailable dependency is TEMPORARILY_UNAVAILABLE (with retryAfterSeconds),
+ * BAD_USER_INPUT, an unavailable dependency (an UnavailableError, or PostgreSQL or Redis refusing,
+ * cutting or timing out a connection) is TEMPORARILY_UNAVAILABLE (with retryAfterSeconds),
  * anything unexpected is masked (no message, no stack) as INTERNAL_SERVER_ERROR.
  * Expected errors come back as the very same object: Yoga logs, as unexpected, every error that
  * masking replaced.
  */
 export function maskError(error: unknown, message: string, isDev?: boolean): Error {
   const original = error instanceof GraphQLError ? error.originalError : error;
-  if (original instanceof UnavailableError) {
+  if (original instanceof UnavailableError || isDependencyUnavailable(original)) {
     return new GraphQLError('A dependency is unavailable for a moment; please retry.', {
-      extensions: { code: 'TEMPORARILY_UNAVAILABLE', retryAfterSeconds: original.retryAfterSeconds },
+      extensions: { code: 'TEMPORARILY_UNAVAILABLE', retryAfterSeconds: original instanceof UnavailableError ? original.retryAfterSeconds : 2 },
     });
   }
   if (error instanceof GraphQLError && !error.originalError) {

@@ -85,3 +85,18 @@ export class UnavailableError extends Error {
     super(message);
   }
 }
+
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNABORTED']);
+const CONNECTION_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Connection is closed|Stream isn't writeable|MaxRetriesPerRequest|Reached the max retries per request|connect ECONNREFUSED|Client has encountered a connection error/i;
+
+/**
+ * True when `err` says PostgreSQL or Redis could not be reached (refused, cut, timed out, shut
+ * down): nothing the caller did wrong, and worth a retry. SQLSTATE class 08 is a connection
+ * exception; 57P01–57P03 an administrator or crash shutdown; 53300 too many connections.
+ */
+export function isDependencyUnavailable(err: unknown): boolean {
+  const e = err as { code?: unknown; name?: unknown; message?: unknown };
+  if (typeof e?.code === 'string' && (CONNECTION_CODES.has(e.code) || /^08/.test(e.code) || /^57P0[123]$/.test(e.code) || e.code === '53300')) return true;
+  if (e?.name === 'MaxRetriesPerRequestError') return true;
+  return CONNECTION_MESSAGES.test(String(e?.message ?? ''));
+}
