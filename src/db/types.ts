@@ -132,7 +132,14 @@ export interface CustomerUnitsTable {
   cap: number;
 }
 
+export interface LiveVersionTable {
+  sale_id: string;
+  /** bigint: pg returns it as a string. */
+  drained_version: ColumnType<string, string | number, string | number>;
+}
+
 export interface Database {
+  live_versions: LiveVersionTable;
   customer_units: CustomerUnitsTable;
   customer_tiers: CustomerTierTable;
   products: ProductTable;

@@ -69,6 +69,12 @@ export class LedgerDrainer {
       // A rebuild's marker is no stock event: the rebuild writes its correction under the marker's id.
       const events = entries.filter((e) => e.kind !== 'REBUILT');
       if (events.length > 0) await copyBatch(saleId, events, holds).execute(this.db);
+      const version = Math.max(...entries.map((e) => e.version));
+      if (version > 0) {
+        await this.db.insertInto('live_versions').values({ sale_id: saleId, drained_version: version })
+          .onConflict((oc) => oc.column('sale_id').doUpdateSet({ drained_version: sql`greatest(live_versions.drained_version, excluded.drained_version)` }))
+          .execute();
+      }
       await this.engine.trimOutbox(saleId, entries.map((e) => e.streamId));
       written += entries.length;
       if (entries.length < BATCH) return written;

@@ -93,9 +93,9 @@ export class StockRecovery {
   async check(sale: SaleRow): Promise<RebuildOutcome> {
     // PostgreSQL first: an order committed after this read is not counted here, but its hold is
     // already in Redis (reserved before the commit), so it can never look like lost units.
-    const items = await this.itemCounts(sale.id);
+    const [items, drained] = await Promise.all([this.itemCounts(sale.id), this.drainedVersion(sale.id)]);
     const live = await this.engine.liveCheck(sale.id);
-    const diagnosis = diagnose(sale, items, live);
+    const diagnosis = diagnose(sale, items, drained, live);
     if (!diagnosis) {
       this.suspicion.delete(sale.id);
       await this.redis.sadd(this.engine.keys.liveSales(), sale.id);
@@ -155,13 +155,14 @@ export class StockRecovery {
     // The fence: waits for order inserts in flight (they hold a share lock on the sale row), and
     // from its commit on PostgreSQL refuses every order whose hold was made in the old state.
     const sale = await this.db.updateTable('sales').set((eb) => ({ live_epoch: eb('live_epoch', '+', 1) })).where('id', '=', saleId).returningAll().executeTakeFirstOrThrow();
-    const [items, orders] = await Promise.all([
+    const [items, drained, orders] = await Promise.all([
       this.itemCounts(saleId),
+      this.drainedVersion(saleId),
       this.db.selectFrom('orders').select(['id', 'reservation_id', 'sale_item_id', 'customer_id', 'quantity', 'idempotency_key', 'status']).where('sale_id', '=', saleId).execute(),
     ]);
     const state: RebuildState = {
       epoch: sale.live_epoch,
-      minVersion: Math.max(0, ...items.map((i) => Number(i.max_live_version))),
+      minVersion: Math.max(drained, ...items.map((i) => Number(i.max_live_version))),
       meta: { start: sale.starts_at.getTime(), end: sale.ends_at.getTime(), limit: sale.per_user_limit, hold: sale.hold_seconds, state: sale.state, wr: (sale.waiting_room ? 1 : 0) as 0 | 1 },
       items: items.map((i) => ({ id: i.id, init: i.initial_stock, adj: i.stock - i.initial_stock, sold: i.sold })),
       orders: orders.map((o) => ({ res: o.reservation_id, item: o.sale_item_id, cust: o.customer_id, qty: o.quantity, order: o.id, key: o.idempotency_key ?? '', cancelled: o.status === 'CANCELLED' })),
@@ -181,6 +182,12 @@ export class StockRecovery {
     await this.events.stockChanged(saleId);
     await this.events.saleChanged(saleId);
     return fresh ? 'initialised' : 'rebuilt';
+  }
+
+  /** The highest live version the ledger has copied an event of (0 when none). */
+  private async drainedVersion(saleId: string): Promise<number> {
+    const row = await this.db.selectFrom('live_versions').select('drained_version').where('sale_id', '=', saleId).executeTakeFirst();
+    return row ? Number(row.drained_version) : 0;
   }
 
   private itemCounts(saleId: string): Promise<ItemCount[]> {
@@ -244,11 +251,12 @@ export class StockRecovery {
 }
 
 /** What, if anything, makes a sale's live state untrustworthy against PostgreSQL's counts. */
-function diagnose(sale: SaleRow, items: ItemCount[], live: LiveCheck): Diagnosis | null {
+function diagnose(sale: SaleRow, items: ItemCount[], drained: number, live: LiveCheck): Diagnosis | null {
   if (!live.complete) return { reason: 'missing or incomplete', confirm: false };
   if (live.epoch !== sale.live_epoch) return { reason: `epoch: live ${live.epoch}, PostgreSQL ${sale.live_epoch}`, confirm: false };
   const sold = Math.max(0, ...items.map((i) => Number(i.max_live_version)));
   if (live.version < sold) return { reason: `went back in time: version ${live.version} below ${sold}, sold at`, confirm: false };
+  if (live.version < drained) return { reason: `went back in time: version ${live.version} below ${drained}, in the ledger`, confirm: false };
   // An admin change writes PostgreSQL first and the live state next: a difference may be one in flight.
   const d = live.definition;
   if (d.state !== sale.state || d.start !== sale.starts_at.getTime() || d.end !== sale.ends_at.getTime() || d.limit !== sale.per_user_limit || d.hold !== sale.hold_seconds) {

@@ -154,6 +154,8 @@ export interface OutboxEntry {
   reason: string | null;
   /** Milliseconds since the epoch, by Redis' clock. */
   at: number;
+  /** The sale's live version right after this change (0 for entries written before versions were recorded). */
+  version: number;
 }
 
 function liveReservation(saleId: string, id: string, h: Record<string, string>, epoch?: string | null): LiveReservation | null {
@@ -433,7 +435,7 @@ export class StockEngine {
     const [rawEntries, rawHolds] = (await this.redis.fsOutboxRead(this.keys.meta(saleId), count)) as [[string, string[]][], [string, string[]][]];
     const entries = rawEntries.map(([streamId, flat]): OutboxEntry => {
       const f = flatToRecord(flat);
-      return { streamId, saleItemId: f.i, kind: f.k, delta: Number(f.d), availableAfter: Number(f.a), customerId: f.c || null, reservationId: f.r || null, reason: f.w || null, at: Number(f.t) };
+      return { streamId, saleItemId: f.i, kind: f.k, delta: Number(f.d), availableAfter: Number(f.a), customerId: f.c || null, reservationId: f.r || null, reason: f.w || null, at: Number(f.t), version: Number(f.v ?? 0) };
     });
     const holds: LiveReservation[] = [];
     for (const [id, flat] of rawHolds) {

@@ -29,9 +29,12 @@ local EPOCH = nil
 local t = redis.call('TIME')
 local NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
+-- Each event carries the sale's live version after its change ('v'): the ledger remembers the
+-- highest it copied, so a live state that went back in time is recognised even when no order
+-- recorded a version (only holds moved).
 local function outbox(item, kind, delta, after, cust, res, reason)
   redis.call('XADD', K_OUTBOX, '*', 'i', item, 'k', kind, 'd', delta, 'a', after,
-    'c', cust or '', 'r', res or '', 'w', reason or '', 't', NOW)
+    'c', cust or '', 'r', res or '', 'w', reason or '', 't', NOW, 'v', redis.call('HGET', K_META, 'ver') or 0)
 end
 
 -- Moves `qty` units of an item into available, keeping the sale total and sell-out time right.

@@ -71,5 +71,5 @@ local ver = math.max(NOW, oldVer + 1, tonumber(d.minVersion or 0) + 1)
 redis.call('HSET', K_META, 'start', m.start, 'end', m['end'], 'limit', m.limit, 'hold', m.hold,
   'state', m.state, 'wr', m.wr, 'avail', total, 'ver', ver, 'ep', epoch)
 if total == 0 then redis.call('HSET', K_META, 'soldOutAt', NOW) end
-local marker = redis.call('XADD', K_OUTBOX, '*', 'i', '', 'k', 'REBUILT', 'd', 0, 'a', 0, 'c', '', 'r', '', 'w', 'epoch ' .. epoch, 't', NOW)
+local marker = redis.call('XADD', K_OUTBOX, '*', 'i', '', 'k', 'REBUILT', 'd', 0, 'a', 0, 'c', '', 'r', '', 'w', 'epoch ' .. epoch, 't', NOW, 'v', ver)
 return {marker, ver}
