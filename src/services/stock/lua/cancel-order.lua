@@ -12,9 +12,6 @@ if h.cancelled == '1' then return {'REJ', 'ORDER_NOT_CANCELLABLE', ended} end
 local item, cust, qty = h.item, h.cust, h.qty
 redis.call('HSET', rk, 'cancelled', '1')
 redis.call('PEXPIRE', rk, RETAIN_MS)
--- The key's order is cancelled: a retry of the key finds it in PostgreSQL (KEY_TAKEN), so Redis
--- need not remember it, and a purchase/cancel loop leaves nothing behind.
-if h.idem and h.idem ~= '' then redis.call('HDEL', K_IDEM, idem_field(cust, h.idem)) end
 redis.call('HINCRBY', K_STOCK, item .. ':s', -qty)
 add_usage(item, cust, -qty)
 local after = add_available(item, qty)

@@ -13,4 +13,5 @@ redis.call('HSET', K_META, 'start', ARGV[1], 'end', ARGV[2], 'limit', ARGV[3], '
   'state', ARGV[5], 'wr', ARGV[6], 'avail', total, 'ver', 1, 'ep', ARGV[7])
 redis.call('HSET', K_USAGE, '~', 1)
 redis.call('HSET', K_IDEM, '~', 1)
+redis.call('PEXPIREAT', K_IDEM, tonumber(ARGV[2]) + KEEP_AFTER_END_MS)
 return 1

@@ -52,17 +52,17 @@ for _, it in ipairs(d.items) do
 end
 redis.call('HSET', K_USAGE, '~', 1)
 redis.call('HSET', K_IDEM, '~', 1)
+redis.call('PEXPIREAT', K_IDEM, tonumber(d.meta['end']) + KEEP_AFTER_END_MS)
 for _, o in ipairs(d.orders) do
   local rk = base .. 'res:' .. o.res
   redis.call('HSET', rk, 'item', o.item, 'cust', o.cust, 'qty', o.qty, 'status', 'CONFIRMED', 'created', NOW,
     'expires', NOW, 'idem', o.key, 'mut', 'purchase', 'wl', 0, 'order', o.order, 'cancelled', o.cancelled and '1' or '0',
     'ep', epoch)
   redis.call('PEXPIREAT', rk, tonumber(m['end']) + KEEP_AFTER_END_MS)
-  if not o.cancelled then
-    add_usage(o.item, o.cust, o.qty)
-    if o.key ~= '' then
-      redis.call('HSET', K_IDEM, idem_field(o.cust, o.key), 'purchase|' .. o.item .. '|' .. o.qty .. '|' .. o.res)
-    end
+  if not o.cancelled then add_usage(o.item, o.cust, o.qty) end
+  -- A cancelled order's key replays it too.
+  if o.key ~= '' then
+    redis.call('HSET', K_IDEM, idem_field(o.cust, o.key), 'purchase|' .. o.item .. '|' .. o.qty .. '|' .. o.res)
   end
 end
 -- Versions keep increasing across the rebuild (subscribers order snapshots by them, and orders

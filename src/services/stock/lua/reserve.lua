@@ -87,6 +87,8 @@ redis.call('HSET', base .. 'res:' .. newId, 'item', item, 'cust', cust, 'qty', q
 redis.call('PEXPIREAT', base .. 'res:' .. newId, keep_until())
 index_hold(cust, newId)
 redis.call('HSET', K_IDEM, idemField, mutation .. '|' .. item .. '|' .. qty .. '|' .. newId)
+-- A key replays its success (a cancelled order's too) until a week after the sale's end.
+redis.call('PEXPIREAT', K_IDEM, keep_until())
 outbox(item, 'RESERVED', -qty, after, cust, newId, mutation)
 local ver = redis.call('HGET', K_META, 'ver')
 return {'OK', newId, NOW, expiresAt, after, total, ver, ended, EPOCH}
