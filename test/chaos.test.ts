@@ -12,17 +12,21 @@ import { runChaos } from './support/chaos/runner.js';
  * command and after settling, the invariants of test/support/chaos/checker.ts are checked.
  *
  * CI runs as many runs as fit in CHAOS_TIME seconds (default 85; shrinking a failure gets
- * CHAOS_SHRINK_TIME more, default 30) from a random seed (CHAOS_SEED to fix it), CHAOS_STEPS
+ * CHAOS_SHRINK_TIME more, default 30) from a fixed seed (CHAOS_SEED to choose another; `npm run
+ * chaos` explores new ones: a landing should not hang on a seed nobody ran before), CHAOS_STEPS
  * commands at most per run (default 25). A failure prints its seed, path and shrunk command list,
  * and the command that replays it: `npm run chaos -- --seed S --path P ...` (which also runs
  * longer: `--runs N`). CHAOS_API_ROOT runs another build (DIR/dist/main.js);
  * CHAOS_LENIENT_OUTAGE_ERRORS=1 tolerates INTERNAL_SERVER_ERROR answers while PostgreSQL is cut.
  */
+/** The seed CI runs: fixed, so a red run is a regression (timing still varies the interleavings). */
+const CI_SEED = 20261207;
+
 it('keeps every promise under random API calls interleaved with Redis and PostgreSQL faults', async () => {
   const report = await runChaos({
     runs: 1000,
     steps: Number(process.env.CHAOS_STEPS ?? 25),
-    seed: process.env.CHAOS_SEED !== undefined ? Number(process.env.CHAOS_SEED) : undefined,
+    seed: Number(process.env.CHAOS_SEED ?? CI_SEED),
     timeBudgetMs: Number(process.env.CHAOS_TIME ?? 85) * 1000,
     shrinkBudgetMs: Number(process.env.CHAOS_SHRINK_TIME ?? 30) * 1000,
     apiRoot: process.env.CHAOS_API_ROOT,

@@ -164,6 +164,24 @@ describe('c. live state rolled back to an older copy', () => {
     }, 8000, 100);
   });
 
+  it('an adjustment onto a stale live state is refused (TEMPORARILY_UNAVAILABLE) and the figures add up to PostgreSQL\'s stock', async () => {
+    const { saleId, itemIds: [item] } = await createSale(t, { stock: 2 });
+    const stockKey = `${t.app.services.engine.keys.base(saleId)}stock`;
+    const before = await t.app.redis.dumpBuffer(stockKey);
+    expect((await t.client.gql(ADJUST, { item, delta: 1 }, t.admin)).errors).toBeUndefined();
+    await t.app.redis.del(stockKey);
+    await t.app.redis.restore(stockKey, 0, before!);
+    const stale = await t.client.gql(ADJUST, { item, delta: 1 }, t.admin);
+    expect(stale.errors?.[0]?.extensions).toMatchObject({ code: 'TEMPORARILY_UNAVAILABLE' });
+    await eventually(async () => {
+      const l = await level(item);
+      return l.available + l.reserved + l.sold === 3;
+    }, 5000, 50);
+    expect((await t.client.gql(ADJUST, { item, delta: 1 }, t.admin)).errors).toBeUndefined();
+    const after = await level(item);
+    expect(after.available + after.reserved + after.sold).toBe(4);
+  });
+
   it('a rollback to before a cancel: PostgreSQL refuses the purchase and the sale reads CANCELLED again', async () => {
     const { saleId, itemIds: [item] } = await createSale(t, { stock: 2 });
     const meta = `${t.app.services.engine.keys.base(saleId)}meta`;

@@ -186,9 +186,9 @@ export class SalesService {
     let r: Adjusted;
     try {
       r = await this.db.transaction().execute(async (tx) => {
-        await tx.updateTable('sale_items').set((eb) => ({ stock: eb('stock', '+', delta) })).where('id', '=', saleItemId).execute();
+        const { stock } = await tx.updateTable('sale_items').set((eb) => ({ stock: eb('stock', '+', delta) })).where('id', '=', saleItemId).returning('stock').executeTakeFirstOrThrow();
         await tx.insertInto('stock_adjustments').values({ sale_id: item.sale_id, sale_item_id: saleItemId, delta, reason, admin_id: adminId }).execute();
-        const live = await this.engine.adjust(item.sale_id, saleItemId, delta, reason, adminId);
+        const live = await this.engine.adjust(item.sale_id, saleItemId, delta, reason, adminId, stock - delta);
         if (!live.ok) throw new AdjustRefused(live);
         return live;
       });
@@ -201,6 +201,10 @@ export class SalesService {
     if (!r.ok) {
       if (r.code === 'INSUFFICIENT_AVAILABLE') throw badUserInput(`Only ${r.available} units are available to remove; held and sold units cannot be taken away.`, 'delta');
       if (r.code === 'NO_SALE') throw new UnavailableError('live stock is being rebuilt');
+      if (r.code === 'STALE') {
+        this.recovery.requestRepair(item.sale_id, 'stock differs at an adjustment', 'repair');
+        throw new UnavailableError('live stock is being brought up to date', 1);
+      }
       throw notFound('sale item');
     }
     await this.events.holdsEnded(item.sale_id, r.ended);
