@@ -334,7 +334,8 @@ export class PurchaseService {
       return rejected('TEMPORARILY_UNAVAILABLE', { retryAfterSeconds: 1 });
     }
     if (begun.ok === false) return this.holdRejection(begun.code, saleId, reservationId);
-    const res = await this.engine.reservation(saleId, reservationId);
+    // The hold read before begin-confirm: its item, quantity and key do not change with its status.
+    const res = held;
     const facts = res && (await this.sales.itemFactsOf(res.saleItemId));
     if (!res || !facts) return rejected('RESERVATION_NOT_FOUND');
     const snap = await this.engine.snapshot(saleId);
