@@ -164,6 +164,44 @@ describe('c. live state rolled back to an older copy', () => {
     }, 8000, 100);
   });
 
+  it('a rollback whose copy then wrote on: the ledger refuses the second branch, the sale is rebuilt and the ledger sums to available', async () => {
+    // No periodic check here: only the ledger's chain may notice, because the version caught up.
+    const s = await startTestServer('integrity-fork', { RATE_LIMIT_ENABLED: 'false', RECOVERY_INTERVAL_MS: '60000', DRAIN_INTERVAL_MS: '50' });
+    try {
+      const { saleId, itemIds: [item] } = await createSale(s, { stock: 2 });
+      const ledger = async () => Number((await s.app.db.selectFrom('stock_events').select(sql<string>`coalesce(sum(delta), 0)`.as('n')).where('sale_item_id', '=', item).executeTakeFirstOrThrow()).n);
+      const epoch = async () => (await s.app.db.selectFrom('sales').select('live_epoch').where('id', '=', saleId).executeTakeFirstOrThrow()).live_epoch;
+      const before = await epoch();
+      const hold = (await s.client.gql(RESERVE, { input: { saleItemId: item, quantity: 1, idempotencyKey: 'f-1' } }, await s.token('f-holder'))).data.reserve;
+      expect(hold.__typename).toBe('ReserveSuccess');
+      const base = s.app.services.engine.keys.base(saleId);
+      const keys = ['meta', 'stock', 'usage', 'idem', 'holds', 'confirming'].map((k) => `${base}${k}`).concat(s.app.services.engine.keys.reservation(saleId, hold.reservation.id));
+      expect(await s.app.redis.exists(keys.at(-1)!)).toBe(1);
+      const dumps = await Promise.all(keys.map((k) => s.app.redis.dumpBuffer(k)));
+      // Branch one: the hold is released, and the ledger copies that.
+      expect((await s.client.gql(RELEASE, { id: hold.reservation.id }, await s.token('f-holder'))).data.releaseReservation.__typename).toBe('ReleaseSuccess');
+      await eventually(async () => (await ledger()) === 2, 5000, 20);
+      // Branch two: the state goes back to the copy with the hold, and sells on from there.
+      for (const [i, k] of keys.entries()) {
+        await s.app.redis.del(k);
+        if (dumps[i]) await s.app.redis.restore(k, 0, dumps[i]!);
+      }
+      const second = (await s.client.gql(RESERVE, { input: { saleItemId: item, quantity: 1, idempotencyKey: 'f-2' } }, await s.token('f-other'))).data.reserve;
+      expect(second.__typename).toBe('ReserveSuccess');
+      // The second branch's event follows the same one as the release: refused, and the sale rebuilt
+      // from PostgreSQL (no orders: both units available, nothing held) with the ledger corrected.
+      await eventually(async () => (await epoch()) > before, 5000, 50);
+      await eventually(async () => {
+        const live = (await s.client.gql(SALE_ITEM, { id: item })).data.saleItem;
+        return live.available === 2 && live.reserved === 0 && (await ledger()) === 2;
+      }, 5000, 50);
+      const heads = await sql<{ prev: string; n: string }>`select prev_stream_id as prev, count(*) as n from stock_events where sale_id = ${saleId} and prev_stream_id is not null group by 1 having count(*) > 1`.execute(s.app.db);
+      expect(heads.rows).toEqual([]);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('an adjustment onto a stale live state is refused (TEMPORARILY_UNAVAILABLE) and the figures add up to PostgreSQL\'s stock', async () => {
     const { saleId, itemIds: [item] } = await createSale(t, { stock: 2 });
     const stockKey = `${t.app.services.engine.keys.base(saleId)}stock`;

@@ -31,7 +31,7 @@ describe('ledger drainer', () => {
 
     const engine = t.app.services.engine;
     // Dies after each copy, before trimming: every drainer after it meets the same entries again.
-    const dying = new LedgerDrainer(t.app.db, Object.assign(Object.create(engine) as StockEngine, { trimOutbox: async () => undefined }));
+    const dying = new LedgerDrainer(t.app.db, Object.assign(Object.create(engine) as StockEngine, { trimOutbox: async () => undefined }), () => undefined);
     await dying.drainSale(saleId);
     await dying.drainSale(saleId);
     await Promise.all([t.app.services.ledger.drainSale(saleId), t.app.services.ledger.drainSale(saleId), dying.drainSale(saleId)]);
@@ -66,5 +66,28 @@ describe('ledger drainer', () => {
     }
     // A stock event is stamped with the time of the script that made it, as its hold is.
     expect(events[0].at.getTime()).toBe(row(boughtHold).created_at.getTime());
+  });
+
+  it('a drainer that read events before a rebuild and copies them after it adds nothing: the rebuild counted without them', async () => {
+    const { saleId, itemIds: [itemId] } = await createSale(t, { stock: 3, holdSeconds: 300 });
+    const engine = t.app.services.engine;
+    await t.app.services.ledger.drainSale(saleId);
+    const held = await t.token('late-holder').then((token) => t.client.gql(RESERVE, { input: { saleItemId: itemId, quantity: 1, idempotencyKey: 'late-1' } }, token));
+    expect(held.data.reserve.__typename).toBe('ReserveSuccess');
+    // A drainer reads the hold's event from the Redis of the moment, then stalls...
+    const read = await engine.readOutbox(saleId, 100);
+    expect(read.entries.map((e) => e.kind)).toEqual(['RESERVED']);
+    const late = new LedgerDrainer(t.app.db, Object.assign(Object.create(engine) as StockEngine, { readOutbox: async () => read }), () => undefined);
+    // ...that Redis is replaced by a copy without the hold (its event and state gone), which is rebuilt.
+    await t.app.redis.xdel(engine.keys.outbox(saleId), ...read.entries.map((e) => e.streamId));
+    await t.app.redis.del(engine.keys.meta(saleId));
+    const sale = await t.app.db.selectFrom('sales').selectAll().where('id', '=', saleId).executeTakeFirstOrThrow();
+    expect(await t.app.services.recovery.repair(sale, 'test')).toBe('initialised');
+    expect(await t.app.services.ledger.sumOf(itemId)).toBe(3);
+    await late.drainSale(saleId);
+    await t.app.services.ledger.drainSale(saleId);
+    expect(await t.app.services.ledger.sumOf(itemId)).toBe(3);
+    const reservation = await t.app.db.selectFrom('reservations').select('id').where('sale_id', '=', saleId).execute();
+    expect(reservation).toEqual([]);
   });
 });

@@ -94,6 +94,8 @@ export interface StockEventTable {
   reservation_id: string | null;
   reason: string | null;
   at: Date;
+  /** The outbox event before this one (migration 0007): a sale's events form one chain. */
+  prev_stream_id: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface UserTable {
@@ -136,6 +138,8 @@ export interface LiveVersionTable {
   sale_id: string;
   /** bigint: pg returns it as a string. */
   drained_version: ColumnType<string, string | number, string | number>;
+  /** The outbox id of the sale's latest rebuild (see migration 0007). */
+  rebuilt_marker: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface Database {

@@ -59,7 +59,8 @@ export function createServices(d: ServiceDeps) {
   const events = new SaleEvents(d.publisher, d.prefix, d.log.child({ source: 'events' }));
   const catalog = new CatalogService(d.db);
   const retireAfterMs = d.saleRetireAfterMs ?? 2 * 3_600_000;
-  const recovery = new StockRecovery(d.db, d.redis, engine, events, d.registry, d.log.child({ source: 'recovery' }), retireAfterMs);
+  const ledger = new LedgerDrainer(d.db, engine, (saleId) => recovery.requestRepair(saleId, 'outbox forked from the ledger'));
+  const recovery = new StockRecovery(d.db, d.redis, engine, ledger, events, d.registry, d.log.child({ source: 'recovery' }), retireAfterMs);
   const sales = new SalesService(d.db, engine, events, recovery);
   const orders = new OrderStore(d.db);
   const reservations = new ReservationReader(d.db, engine);
@@ -88,7 +89,7 @@ export function createServices(d: ServiceDeps) {
     waitlist,
     recovery,
     summary: new SummaryService(d.db, engine, waitlist),
-    ledger: new LedgerDrainer(d.db, engine),
+    ledger,
     sweeper: new HoldSweeper(engine, orders, events, d.log.child({ source: 'sweeper' }), retireAfterMs),
     live: new LiveService({
       engine, sales, reservations, orders, waitlist, waitingRoom, events, createSubscriber: d.createSubscriber, redis: d.redis, prefix: d.prefix,

@@ -4,6 +4,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Db } from '../db/database.js';
 import type { SaleRow } from '../db/types.js';
 import type { RedisClient } from '../redis.js';
+import type { LedgerDrainer } from './ledger.js';
 import type { SaleEvents } from './sale-events.js';
 import { newId } from './ids.js';
 import type { LiveCheck, RebuildState, StockEngine } from './stock/engine.js';
@@ -53,6 +54,7 @@ export class StockRecovery {
     private readonly db: Db,
     private readonly redis: RedisClient,
     private readonly engine: StockEngine,
+    private readonly ledger: LedgerDrainer,
     private readonly events: SaleEvents,
     registry: Registry,
     private readonly log: Logger,
@@ -170,13 +172,7 @@ export class StockRecovery {
     const { marker } = await this.engine.rebuildSale(saleId, state);
     this.repairs.inc({ reason: reason.split(':')[0] });
 
-    await this.db
-      .updateTable('reservations')
-      .set({ status: 'RELEASED', end_reason: 'STOCK_REBUILT', ended_at: new Date() })
-      .where('sale_id', '=', saleId)
-      .where('status', '=', 'HELD')
-      .execute();
-    await this.correctLedger(saleId, state.items, marker);
+    await this.ledger.correctAtRebuild(saleId, marker, new Map(state.items.map((i) => [i.id, i.init + i.adj - i.sold])));
     const fresh = orders.length === 0 && items.every((i) => i.stock === i.initial_stock);
     this.log.warn({ saleId, reason, epoch: sale.live_epoch, orders: orders.length, items: items.length }, 'live state of a sale replaced from PostgreSQL');
     await this.events.stockChanged(saleId);
@@ -192,37 +188,6 @@ export class StockRecovery {
 
   private itemCounts(saleId: string): Promise<ItemCount[]> {
     return this.db.selectFrom('sale_items').select(['id', 'initial_stock', 'stock', 'sold', 'max_live_version']).where('sale_id', '=', saleId).orderBy('position').execute();
-  }
-
-  /**
-   * Makes the ledger sum to the rebuilt `available` at the rebuild's marker: one ADJUSTED event per
-   * item (keyed by the marker's stream id, so it is written once) for the difference between the
-   * rebuilt figure and every event before the marker — those in PostgreSQL and those still waiting
-   * in the outbox, counted once whichever the drainer copies meanwhile (one statement, one snapshot).
-   */
-  private async correctLedger(saleId: string, items: RebuildState['items'], marker: string): Promise<void> {
-    const pending = await this.engine.outboxBefore(saleId, marker);
-    const [ms, seq] = marker.split('-').map(Number);
-    const sums = await sql<{ item: string; sum: string; n: string }>`
-      select item, sum(delta) as sum, count(*) as n from (
-        select sale_item_id as item, delta from stock_events
-        where sale_id = ${saleId} and (stream_id !~ '^[0-9]+-[0-9]+$'
-          or (split_part(stream_id, '-', 1)::bigint, split_part(stream_id, '-', 2)::bigint) < (${ms}::bigint, ${seq}::bigint))
-        union all
-        select p.item, p.delta from unnest(${pending.map((e) => e.streamId)}::text[], ${pending.map((e) => e.saleItemId)}::text[], ${pending.map((e) => e.delta)}::int4[]) as p(stream_id, item, delta)
-        where not exists (select 1 from stock_events e where e.sale_id = ${saleId} and e.stream_id = p.stream_id and e.sale_item_id = p.item)
-      ) t group by item`.execute(this.db);
-    const sumOf = new Map(sums.rows.map((s) => [s.item, Number(s.sum)]));
-    const at = new Date();
-    const rows = items
-      .map((i) => ({ item: i, available: i.init + i.adj - i.sold, sum: sumOf.get(i.id) ?? 0 }))
-      .filter((r) => r.available !== r.sum)
-      .map((r) => ({
-        sale_id: saleId, sale_item_id: r.item.id, stream_id: marker, kind: (!sumOf.has(r.item.id) ? 'INITIAL' : 'ADJUSTED') as 'INITIAL' | 'ADJUSTED',
-        delta: r.available - r.sum, available_after: r.available, customer_id: null, reservation_id: null,
-        reason: 'live stock rebuilt from PostgreSQL', at,
-      }));
-    if (rows.length > 0) await this.db.insertInto('stock_events').values(rows).onConflict((oc) => oc.doNothing()).execute();
   }
 
   /** Compares units sold in Redis with CONFIRMED units in PostgreSQL for every live sale. */

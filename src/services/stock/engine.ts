@@ -55,7 +55,7 @@ declare module 'ioredis' {
     fsInitSale(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsSetSale(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsSnapshot(meta: string): Promise<Raw>;
-    fsOutboxRead(meta: string, count: number): Promise<Raw>;
+    fsOutboxRead(meta: string, count: number, first?: string, last?: string): Promise<Raw>;
     fsRebuildSale(meta: string, payload: string): Promise<Raw>;
     fsWaitlistJoin(meta: string, ...args: (string | number)[]): Promise<Raw>;
     fsWaitlistLeave(meta: string, ...args: (string | number)[]): Promise<Raw>;
@@ -156,6 +156,8 @@ export interface OutboxEntry {
   at: number;
   /** The sale's live version right after this change (0 for entries written before versions were recorded). */
   version: number;
+  /** The outbox event before this one (null for the first, and for entries written before chains were recorded). */
+  prev: string | null;
 }
 
 function liveReservation(saleId: string, id: string, h: Record<string, string>, epoch?: string | null): LiveReservation | null {
@@ -435,11 +437,16 @@ export class StockEngine {
   }
 
   /** The oldest `count` outbox entries of a sale, and the current state of the holds they name. */
-  async readOutbox(saleId: string, count: number): Promise<{ entries: OutboxEntry[]; holds: LiveReservation[] }> {
-    const [rawEntries, rawHolds] = (await this.redis.fsOutboxRead(this.keys.meta(saleId), count)) as [[string, string[]][], [string, string[]][]];
+  /**
+   * The oldest outbox entries (from `range.after`, up to and without `range.before` when given) and
+   * the current state of every hold they name.
+   */
+  async readOutbox(saleId: string, count: number, range: { after?: string; before?: string } = {}): Promise<{ entries: OutboxEntry[]; holds: LiveReservation[] }> {
+    const bounds: [string, string] | [] = range.after || range.before ? [range.after ? `(${range.after}` : '-', range.before ? `(${range.before}` : '+'] : [];
+    const [rawEntries, rawHolds] = (await this.redis.fsOutboxRead(this.keys.meta(saleId), count, ...bounds)) as [[string, string[]][], [string, string[]][]];
     const entries = rawEntries.map(([streamId, flat]): OutboxEntry => {
       const f = flatToRecord(flat);
-      return { streamId, saleItemId: f.i, kind: f.k, delta: Number(f.d), availableAfter: Number(f.a), customerId: f.c || null, reservationId: f.r || null, reason: f.w || null, at: Number(f.t), version: Number(f.v ?? 0) };
+      return { streamId, saleItemId: f.i, kind: f.k, delta: Number(f.d), availableAfter: Number(f.a), customerId: f.c || null, reservationId: f.r || null, reason: f.w || null, at: Number(f.t), version: Number(f.v ?? 0), prev: f.p || null };
     });
     const holds: LiveReservation[] = [];
     for (const [id, flat] of rawHolds) {
@@ -447,17 +454,6 @@ export class StockEngine {
       if (r) holds.push(r);
     }
     return { entries, holds };
-  }
-
-  /** Outbox entries older than `streamId` still waiting to be copied (item and delta only). */
-  async outboxBefore(saleId: string, streamId: string): Promise<{ streamId: string; saleItemId: string; delta: number }[]> {
-    const raw = (await this.redis.xrange(this.keys.outbox(saleId), '-', `(${streamId}`)) as [string, string[]][];
-    const out: { streamId: string; saleItemId: string; delta: number }[] = [];
-    for (const [id, flat] of raw) {
-      const f = flatToRecord(flat);
-      if (f.k !== 'REBUILT') out.push({ streamId: id, saleItemId: f.i, delta: Number(f.d) });
-    }
-    return out;
   }
 
   /** Removes outbox entries once they are copied. */

@@ -1,9 +1,9 @@
 -- outbox-read: the oldest outbox entries and the current state of every hold they name, so the
 -- ledger drainer copies both with one call instead of one more per hold.
--- KEYS[1] meta.  ARGV: count.
+-- KEYS[1] meta.  ARGV: count, [first id, inclusive or "(" exclusive; default "-"], [last id; default "+"].
 -- Returns {entries, holds}: entries as XRANGE gives them; holds as {id, HGETALL of the hold}
 -- for each named hold that still exists, each once.
-local entries = redis.call('XRANGE', K_OUTBOX, '-', '+', 'COUNT', tonumber(ARGV[1]))
+local entries = redis.call('XRANGE', K_OUTBOX, ARGV[2] or '-', ARGV[3] or '+', 'COUNT', tonumber(ARGV[1]))
 local seen, holds = {}, {}
 for _, e in ipairs(entries) do
   local f = e[2]

@@ -31,10 +31,14 @@ local NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 -- Each event carries the sale's live version after its change ('v'): the ledger remembers the
 -- highest it copied, so a live state that went back in time is recognised even when no order
--- recorded a version (only holds moved).
+-- recorded a version (only holds moved). It names the event before it ('p', meta's `ob`): the
+-- ledger refuses two events after the same one, so two copies of the state that went different
+-- ways (a failover to a replica that missed writes) are caught even once the versions caught up.
 local function outbox(item, kind, delta, after, cust, res, reason)
-  redis.call('XADD', K_OUTBOX, '*', 'i', item, 'k', kind, 'd', delta, 'a', after,
-    'c', cust or '', 'r', res or '', 'w', reason or '', 't', NOW, 'v', redis.call('HGET', K_META, 'ver') or 0)
+  local m = redis.call('HMGET', K_META, 'ver', 'ob')
+  local id = redis.call('XADD', K_OUTBOX, '*', 'i', item, 'k', kind, 'd', delta, 'a', after,
+    'c', cust or '', 'r', res or '', 'w', reason or '', 't', NOW, 'v', m[1] or 0, 'p', m[2] or '')
+  if m[1] then redis.call('HSET', K_META, 'ob', id) end
 end
 
 -- Moves `qty` units of an item into available, keeping the sale total and sell-out time right.

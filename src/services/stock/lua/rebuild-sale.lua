@@ -11,6 +11,7 @@
 local d = cjson.decode(ARGV[1])
 local epoch = tostring(d.epoch)
 local oldVer = tonumber(redis.call('HGET', K_META, 'ver') or '0') or 0
+local oldOb = redis.call('HGET', K_META, 'ob') or ''
 -- Holds the old state still lists end as RELEASED (STOCK_REBUILT) for whoever reads them.
 local stale = redis.call('ZRANGE', K_HOLDS, 0, -1)
 for _, id in ipairs(redis.call('ZRANGE', K_CONF, 0, -1)) do stale[#stale + 1] = id end
@@ -71,5 +72,6 @@ local ver = math.max(NOW, oldVer + 1, tonumber(d.minVersion or 0) + 1)
 redis.call('HSET', K_META, 'start', m.start, 'end', m['end'], 'limit', m.limit, 'hold', m.hold,
   'state', m.state, 'wr', m.wr, 'avail', total, 'ver', ver, 'ep', epoch)
 if total == 0 then redis.call('HSET', K_META, 'soldOutAt', NOW) end
-local marker = redis.call('XADD', K_OUTBOX, '*', 'i', '', 'k', 'REBUILT', 'd', 0, 'a', 0, 'c', '', 'r', '', 'w', 'epoch ' .. epoch, 't', NOW, 'v', ver)
+local marker = redis.call('XADD', K_OUTBOX, '*', 'i', '', 'k', 'REBUILT', 'd', 0, 'a', 0, 'c', '', 'r', '', 'w', 'epoch ' .. epoch, 't', NOW, 'v', ver, 'p', oldOb)
+redis.call('HSET', K_META, 'ob', marker)
 return {marker, ver}
