@@ -57,6 +57,14 @@ const schema = z
     HOST: z.string().min(1).default('127.0.0.1'),
     DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/flashsale'),
     DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(20),
+    /**
+     * A streaming read replica (optional; unset: the primary serves every read). Catalogue, sale
+     * lists, order history and admin reports read from it; writes and the buying path stay on the
+     * primary; a viewer who just wrote reads from the primary; a replica down or lagging beyond
+     * DATABASE_READ_MAX_LAG_MS is left for the primary (src/db/read-routing.ts).
+     */
+    DATABASE_READ_URL: z.preprocess((v) => (v === '' ? undefined : v), z.string().url().optional()),
+    DATABASE_READ_MAX_LAG_MS: z.coerce.number().int().min(100).max(600_000).default(2000),
     REDIS_URL: z.string().url().default('redis://127.0.0.1:6379/0'),
     REDIS_CLUSTER_NODES: z.string().optional(),
     REDIS_PREFIX: z.string().max(64).default('fs:'),
