@@ -11,7 +11,7 @@ import { createRedis, createSubscriber, type RedisClient } from './redis.js';
 import type { Context } from './schema/context.js';
 import { schema } from './schema/index.js';
 import { createLoaders } from './schema/loaders.js';
-import { errorCodes, maskError } from './server/error-codes.js';
+import { errorBodies, errorCodes, maskError } from './server/error-codes.js';
 import { FastLane } from './server/fast-lane.js';
 import { PersistedOperations } from './server/persisted-operations.js';
 import { graphiqlOptions } from './server/graphiql-examples.js';
@@ -100,6 +100,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       metrics.graphql,
       ...hardening.plugins,
       errorCodes(),
+      errorBodies(),
       rateLimit({
         counter: new RateCounter(redis, config.REDIS_PREFIX),
         limits: rateLimitsFromConfig(config),

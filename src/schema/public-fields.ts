@@ -20,7 +20,7 @@ import {
  */
 export const PUBLIC_FIELDS: Readonly<Record<string, ReadonlySet<string>>> = {
   StockUpdate: new Set(['saleId', 'status', 'version', 'items', 'at']),
-  StockLevel: new Set(['saleItemId', 'available', 'reserved', 'sold']),
+  StockLevel: new Set(['saleItemId', 'saleItem', 'available', 'reserved', 'sold']),
   Sale: new Set(['id', 'name', 'startsAt', 'endsAt', 'status', 'perUserLimit', 'holdSeconds', 'waitingRoom', 'admitPerSecond', 'currency', 'items', 'available', 'soldOutAt']),
   SaleItem: new Set(['id', 'sale', 'product', 'priceCents', 'initialStock', 'available', 'reserved', 'sold']),
   Product: new Set(['id', 'sku', 'name', 'description', 'priceCents', 'currency', 'imageUrl']),

@@ -1,15 +1,38 @@
 import type { SaleItemRow, SaleRow } from '../db/types.js';
 import * as sales from '../resolvers/sales.js';
+import { notFound } from '../services/errors.js';
 import { builder } from './builder.js';
 import { Product } from './catalog.js';
 import { connection } from './common.js';
+import type { Context } from './context.js';
 
 export const SaleStatusEnum = builder.enumType('SaleStatus', {
   values: ['SCHEDULED', 'ACTIVE', 'PAUSED', 'SOLD_OUT', 'ENDED', 'CANCELLED'] as const,
 });
 
+/**
+ * A sale item as a stock event shows it (`StockLevel.saleItem`): its id and the event's figures,
+ * with no read at all; any other field reads the sale's item rows (cached by revision).
+ */
+export interface SaleItemOfEvent {
+  id: string;
+  sale_id: string;
+  ofEvent: { available: number; reserved: number; sold: number };
+}
+
 export const Sale = builder.objectRef<SaleRow>('Sale');
-export const SaleItem = builder.objectRef<SaleItemRow>('SaleItem');
+export const SaleItem = builder.objectRef<SaleItemRow | SaleItemOfEvent>('SaleItem');
+
+function isOfEvent(i: SaleItemRow | SaleItemOfEvent): i is SaleItemOfEvent {
+  return 'ofEvent' in i;
+}
+
+/** The row of an item shown by a stock event (a row as it is). */
+async function rowOf(i: SaleItemOfEvent, ctx: Context): Promise<SaleItemRow> {
+  const row = (await ctx.loaders.saleItemsOfSale.load(i.sale_id)).find((r) => r.id === i.id);
+  if (!row) throw notFound('sale item');
+  return row;
+}
 
 Sale.implement({
   fields: (t) => ({
@@ -33,12 +56,12 @@ SaleItem.implement({
   fields: (t) => ({
     id: t.exposeID('id'),
     sale: t.field({ type: Sale, resolve: (i, _a, ctx) => sales.saleOf(i.sale_id, ctx) }),
-    product: t.field({ type: Product, resolve: (i, _a, ctx) => sales.productOf(i.product_id, ctx) }),
-    priceCents: t.exposeInt('price_cents'),
-    initialStock: t.exposeInt('initial_stock'),
-    available: t.int({ resolve: async (i, _a, ctx) => (await sales.itemLevel(i, ctx)).available }),
-    reserved: t.int({ resolve: async (i, _a, ctx) => (await sales.itemLevel(i, ctx)).reserved }),
-    sold: t.int({ resolve: async (i, _a, ctx) => (await sales.itemLevel(i, ctx)).sold }),
+    product: t.field({ type: Product, resolve: (i, _a, ctx) => (isOfEvent(i) ? rowOf(i, ctx).then((r) => sales.productOf(r.product_id, ctx)) : sales.productOf(i.product_id, ctx)) }),
+    priceCents: t.int({ resolve: (i, _a, ctx) => (isOfEvent(i) ? rowOf(i, ctx).then((r) => r.price_cents) : i.price_cents) }),
+    initialStock: t.int({ resolve: (i, _a, ctx) => (isOfEvent(i) ? rowOf(i, ctx).then((r) => r.initial_stock) : i.initial_stock) }),
+    available: t.int({ resolve: async (i, _a, ctx) => (isOfEvent(i) ? i.ofEvent : await sales.itemLevel(i, ctx)).available }),
+    reserved: t.int({ resolve: async (i, _a, ctx) => (isOfEvent(i) ? i.ofEvent : await sales.itemLevel(i, ctx)).reserved }),
+    sold: t.int({ resolve: async (i, _a, ctx) => (isOfEvent(i) ? i.ofEvent : await sales.itemLevel(i, ctx)).sold }),
   }),
 });
 

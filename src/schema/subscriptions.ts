@@ -2,11 +2,17 @@ import * as live from '../resolvers/subscriptions.js';
 import type { StockLevelView, StockUpdateView } from '../services/live/sale-feed.js';
 import { builder } from './builder.js';
 import { Order, Reservation } from './buying.js';
-import { Sale, SaleStatusEnum } from './sale.js';
+import { Sale, SaleItem, SaleStatusEnum } from './sale.js';
+import { saleIdOf } from '../services/ids.js';
 
 const StockLevel = builder.objectRef<StockLevelView>('StockLevel').implement({
   fields: (t) => ({
     saleItemId: t.exposeID('saleItemId'),
+    saleItem: t.field({
+      type: SaleItem,
+      description: "the item, as a normalized cache (Apollo's, urql's Graphcache) keeps it: SaleItem:<id>, with this event's available, reserved and sold",
+      resolve: (l) => ({ id: l.saleItemId, sale_id: saleIdOf(l.saleItemId) ?? '', ofEvent: l }),
+    }),
     available: t.exposeInt('available'),
     reserved: t.exposeInt('reserved'),
     sold: t.exposeInt('sold'),

@@ -50,3 +50,36 @@ export function errorCodes(): Plugin {
     },
   };
 }
+
+/**
+ * The error without `extensions.http`, which tells Yoga the HTTP status and headers of an answer:
+ * Yoga leaves it out of HTTP bodies, but over a WebSocket there is no HTTP answer to shape, and
+ * graphql-ws would send it as it is. The same object when it has none.
+ */
+export function withoutHttp(e: GraphQLError): GraphQLError {
+  if (!e.extensions || !('http' in e.extensions)) return e;
+  const { http: _http, ...extensions } = e.extensions;
+  return new GraphQLError(e.message, { nodes: e.nodes, source: e.source, positions: e.positions, path: e.path, originalError: e.originalError, extensions });
+}
+
+/** What Yoga answers 406 and 415 with (an empty body), as a GraphQL-over-HTTP error body. */
+const EMPTY_ERROR_ANSWERS: Readonly<Record<number, { message: string; code: string }>> = {
+  406: { message: 'None of the media types in the Accept header can carry this answer; accept application/graphql-response+json or application/json (text/event-stream or multipart/mixed for a subscription).', code: 'NOT_ACCEPTABLE' },
+  415: { message: 'Unsupported Content-Type: send application/json (or a GET with the operation in the query string).', code: 'UNSUPPORTED_MEDIA_TYPE' },
+};
+
+/** Gives Yoga's bodiless 406 and 415 answers a JSON body: `{"errors":[{"message":…,"extensions":{"code":…}}]}`. */
+export function errorBodies(): Plugin {
+  return {
+    onResponse({ response, setResponse, fetchAPI }) {
+      const answer = EMPTY_ERROR_ANSWERS[response.status];
+      // Yoga's own are bodiless, so typeless; anything with a type already says something.
+      if (!answer || response.headers.get('content-type') !== null) return;
+      const headers = new fetchAPI.Headers(response.headers);
+      headers.delete('content-length');
+      headers.set('content-type', 'application/json; charset=utf-8');
+      const body = JSON.stringify({ errors: [{ message: answer.message, extensions: { code: answer.code } }] });
+      setResponse(new fetchAPI.Response(body, { status: response.status, statusText: response.statusText, headers }));
+    },
+  };
+}

@@ -22,7 +22,7 @@ import { createLoaders } from '../schema/loaders.js';
 import type { TokenService } from '../services/auth.js';
 import { LiveStream, type StreamSink } from '../services/live/live-stream.js';
 import { isShareableSubscription, SharedExecutor, type SharedOperation } from '../services/live/shared-execution.js';
-import { maskError } from './error-codes.js';
+import { maskError, withoutHttp } from './error-codes.js';
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** graphql-ws' default: a socket that sent no connection_init by then is closed with 4408. */
@@ -211,7 +211,11 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
     onError: (ctx, id, _payload, errors) => {
       answered(ctx.extra.connection, id);
       log.debug({ errors: errors.map((e) => e.message) }, 'subscription refused');
+      return errors.map((e) => withoutHttp(e).toJSON());
     },
+    // `extensions.http` shapes an HTTP answer (Yoga leaves it out of HTTP bodies); a socket has none.
+    onNext: (_ctx, _id, _payload, _args, result) =>
+      result.errors?.length ? { ...result, errors: result.errors.map((e) => (e instanceof GraphQLError ? withoutHttp(e).toJSON() : e)) } : undefined,
   });
 
   /**
@@ -480,7 +484,7 @@ class Connection implements GraphqlWsSocket {
   private refuseBroadcast(id: string, errors: readonly GraphQLError[]): null {
     if (this.broadcasts?.get(id) !== null) return null;
     this.broadcasts.delete(id);
-    void this.send(JSON.stringify({ id, type: MessageType.Next, payload: { data: null, errors } }));
+    void this.send(JSON.stringify({ id, type: MessageType.Next, payload: { data: null, errors: errors.map(withoutHttp) } }));
     void this.send(JSON.stringify({ id, type: MessageType.Complete }));
     return null;
   }
@@ -652,7 +656,7 @@ function anonymousContexts(yoga: WebSocketOptions['yoga']): () => Promise<Contex
 function masked(error: GraphQLError, log: Logger): GraphQLError {
   const result = maskError(error, 'Unexpected error.') as GraphQLError;
   if (result !== error) log.error({ err: error }, 'unexpected error in a shared subscription event');
-  return result;
+  return withoutHttp(result);
 }
 
 function withCode(e: GraphQLError, code: string): GraphQLError {
