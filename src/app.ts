@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Config } from './config.js';
 import { createDb, ensureDatabase, migrateToLatest, type Db } from './db/database.js';
+import { DbRouter } from './db/read-routing.js';
 import { createLogger } from './logger.js';
 import { isLivePagePath, serveLivePage } from './live-page/serve.js';
 import { createRedis, createSubscriber, type RedisClient } from './redis.js';
@@ -22,6 +23,7 @@ import { MetricsEndpoint } from './server/metrics-endpoint.js';
 import { buyingLimitsFromConfig, rateLimit, rateLimitsFromConfig } from './server/rate-limit.js';
 import { QueryRateLimits, queryRateLimitsFromConfig } from './server/query-rate-limit.js';
 import { Readiness } from './server/readiness.js';
+import { readYourWrites } from './server/read-your-writes.js';
 import { RateBuckets } from './services/rate-buckets.js';
 import { RateCounter } from './services/rate-counter.js';
 import { LoginGuard } from './services/login-guard.js';
@@ -62,8 +64,15 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   const metrics = createMetrics(registry);
   // The services' queries are timed; migrations above are not worth a series.
   const db = untimedDb.withPlugin(metrics.postgres);
+  // DATABASE_READ_URL: catalogue, lists, history and reports may read from a replica (src/db/read-routing.ts).
+  const replica = config.DATABASE_READ_URL ? createDb(config.DATABASE_READ_URL, config.DATABASE_POOL_SIZE) : null;
+  const reads = new DbRouter({
+    primary: db, replica: replica ? replica.db.withPlugin(metrics.postgres) : null, redis, prefix: config.REDIS_PREFIX,
+    maxLagMs: config.DATABASE_READ_MAX_LAG_MS, registry, log: log.child({ source: 'read-replica' }),
+  });
+  await reads.start();
   const services = createServices({
-    db, redis, publisher, prefix: config.REDIS_PREFIX, jwtSecret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL,
+    db, reads, redis, publisher, prefix: config.REDIS_PREFIX, jwtSecret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL,
     jwksIssuer: config.JWT_JWKS_ISSUER, jwksAudience: config.JWT_JWKS_AUDIENCE, jwksAllowAdmin: config.JWT_JWKS_ALLOW_ADMIN, jwtMaxLifetimeSeconds: config.JWT_MAX_LIFETIME_SECONDS, confirmWindowMs: config.CONFIRM_WINDOW_MS,
     registry, log, dataKeys: [config.DATA_KEY], admissionTokenSeconds: config.ADMISSION_TOKEN_SECONDS,
     createSubscriber: subscriberConnection, liveStockIntervalMs: config.LIVE_STOCK_INTERVAL_MS,
@@ -121,10 +130,11 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
         log: log.child({ source: 'login-limit' }),
       }),
       queryLimits.plugin(),
+      readYourWrites(reads),
     ],
     context: async ({ request }) => {
       const auth = await services.tokens.authenticate(request.headers.get('authorization'));
-      return { viewer: auth.viewer, authError: auth.error, services, loaders: createLoaders(services) };
+      return { viewer: auth.viewer, authError: auth.error, services, loaders: createLoaders(services, auth.viewer?.id ?? null) };
     },
   });
 
@@ -165,8 +175,14 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     if (path === '/ready') {
       // Names the dependencies only: what a driver said stays in the log.
       const failed = await readiness.check();
+      // A read replica down or behind degrades, never fails: its reads go to the primary meanwhile.
+      const replicaState = reads.replica ? reads.status() : null;
+      const readReplica = replicaState && { state: replicaState.state, lagMs: replicaState.lagMs, paused: replicaState.paused, ...(replicaState.reason ? { reason: replicaState.reason } : {}) };
+      const degraded = replicaState && replicaState.state !== 'ok' ? { status: 'degraded', degraded: ['read-replica'] } : null;
       res.writeHead(failed.length ? 503 : 200, { 'content-type': 'application/json' })
-        .end(JSON.stringify(failed.length ? { status: 'unavailable', reason: failed.join(', ') } : { status: 'ready' }));
+        .end(JSON.stringify(failed.length
+          ? { status: 'unavailable', reason: failed.join(', '), ...(readReplica ? { readReplica } : {}) }
+          : { status: 'ready', ...degraded, ...(readReplica ? { readReplica } : {}) }));
       return;
     }
     if (path === '/metrics') {
@@ -234,7 +250,9 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       services.tiers.close();
       await services.ledger.drainAll().catch(() => undefined);
       await Promise.allSettled([redis.quit(), publisher.quit()]);
+      reads.close();
       await db.destroy().catch(() => undefined);
+      await replica?.db.destroy().catch(() => undefined);
       void pool;
     })());
 

@@ -139,6 +139,11 @@ export class DbRouter {
     return this.replica;
   }
 
+  /** The primary without `via` (internal callers), else `reader(via.viewerId)`. */
+  db(via?: ReadVia | null): Promise<Db> {
+    return via ? this.reader(via.viewerId) : Promise.resolve(this.primary);
+  }
+
   /**
    * Notes that `viewerId` is writing (call before the write and again after it): their reads go to
    * the primary for `readYourWritesMs`, on every instance.

@@ -1,5 +1,5 @@
 import type { OrderRow } from '../db/types.js';
-import type { Context } from '../schema/context.js';
+import { readVia, type Context } from '../schema/context.js';
 import { notFound } from '../services/errors.js';
 import type { BuyInput } from '../services/purchases.js';
 import type { ReservationView } from '../services/reservations.js';
@@ -25,15 +25,15 @@ export function cancelOrder(orderId: string, ctx: Context) {
 
 export function order(id: string, ctx: Context) {
   assertId(id, 'id');
-  return ctx.services.orders.visible(ctx.viewer, id);
+  return ctx.services.orders.visible(ctx.viewer, id, readVia(ctx));
 }
 export function reservation(id: string, ctx: Context) {
   assertId(id, 'id');
-  return ctx.services.reservations.visible(ctx.viewer, id);
+  return ctx.services.reservations.visible(ctx.viewer, id, readVia(ctx));
 }
 export function saleOrders(a: { saleId: string; status?: OrderRow['status'] | null; first?: number | null; after?: string | null }, ctx: Context) {
   assertId(a.saleId, 'saleId');
-  return ctx.services.orders.ofSale(a.saleId, a);
+  return ctx.services.orders.ofSale(a.saleId, a, readVia(ctx));
 }
 
 export async function saleItemOf(id: string, ctx: Context) {

@@ -1,4 +1,4 @@
-import type { Context } from '../schema/context.js';
+import { readVia, type Context } from '../schema/context.js';
 import type { CreateProductInput } from '../services/catalog.js';
 import { assertId } from '../services/validation.js';
 
@@ -8,7 +8,7 @@ export function product(id: string, ctx: Context) {
 }
 
 export function products(args: { search?: string | null; first?: number | null; after?: string | null }, ctx: Context) {
-  return ctx.services.catalog.products(args);
+  return ctx.services.catalog.products(args, readVia(ctx));
 }
 
 export function createProduct(input: CreateProductInput, ctx: Context) {

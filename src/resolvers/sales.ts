@@ -1,5 +1,5 @@
 import type { SaleItemRow, SaleRow } from '../db/types.js';
-import type { Context } from '../schema/context.js';
+import { readVia, type Context } from '../schema/context.js';
 import { notFound, UnavailableError } from '../services/errors.js';
 import { deriveStatus, type SaleStatus } from '../services/sale-status.js';
 import type { ScheduleSaleInput, UpdateSaleInput } from '../services/sales.js';
@@ -50,7 +50,7 @@ export function saleItem(id: string, ctx: Context) {
   return ctx.loaders.saleItem.load(id);
 }
 export function list(args: { status?: SaleStatus[] | null; first?: number | null; after?: string | null }, ctx: Context) {
-  return ctx.services.sales.sales(args);
+  return ctx.services.sales.sales(args, readVia(ctx));
 }
 
 export function schedule(input: ScheduleSaleInput, ctx: Context) {

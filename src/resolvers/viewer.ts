@@ -1,4 +1,4 @@
-import type { Context } from '../schema/context.js';
+import { readVia, type Context } from '../schema/context.js';
 import type { Viewer } from '../services/auth.js';
 import { unauthenticated } from '../services/errors.js';
 import { assertId } from '../services/validation.js';
@@ -11,7 +11,7 @@ export function me(ctx: Context) {
 
 export function orders(v: Viewer, a: { saleId?: string | null; first?: number | null; after?: string | null }, ctx: Context) {
   if (a.saleId != null) assertId(a.saleId, 'saleId');
-  return ctx.services.orders.ofCustomer(v.id, a);
+  return ctx.services.orders.ofCustomer(v.id, a, readVia(ctx));
 }
 
 export function reservations(v: Viewer, saleId: string | null | undefined, ctx: Context) {

@@ -1,7 +1,13 @@
+import type { ReadVia } from '../db/read-routing.js';
 import type { Viewer } from '../services/auth.js';
 import type { Services } from '../services/index.js';
 import type { BucketCheck } from '../services/rate-buckets.js';
 import type { Loaders } from './loaders.js';
+
+/** A resolver's reads that may come from the read replica: the viewer's, so their own writes show at once. */
+export function readVia(ctx: Pick<Context, 'viewer'>): ReadVia {
+  return { viewerId: ctx.viewer?.id ?? null };
+}
 
 export interface Context {
   viewer: Viewer | null;

@@ -1,4 +1,5 @@
 import DataLoader from 'dataloader';
+import type { ReadVia } from '../db/read-routing.js';
 import type { SaleItemRow, SaleRow } from '../db/types.js';
 import type { Services } from '../services/index.js';
 
@@ -17,22 +18,30 @@ export class Loaders {
   #order?: DataLoader<string, Awaited<ReturnType<Services['orders']['byIds']>>[number]>;
   #snapshot?: DataLoader<string, Snapshot | Error>;
 
-  constructor(private readonly s: Services) {}
+  /** The request's reads may come from the read replica, for this viewer (read-your-writes). */
+  private readonly via: ReadVia;
+
+  constructor(
+    private readonly s: Services,
+    viewerId: string | null = null,
+  ) {
+    this.via = { viewerId };
+  }
 
   get sale() {
-    return (this.#sale ??= new DataLoader((ids: readonly string[]) => this.s.sales.readSales(ids, this.snapshotOf)));
+    return (this.#sale ??= new DataLoader((ids: readonly string[]) => this.s.sales.readSales(ids, this.snapshotOf, this.via)));
   }
   get saleItem() {
-    return (this.#saleItem ??= new DataLoader((ids: readonly string[]) => this.s.sales.itemsByIds(ids)));
+    return (this.#saleItem ??= new DataLoader((ids: readonly string[]) => this.s.sales.itemsByIds(ids, this.via)));
   }
   get saleItemsOfSale() {
-    return (this.#saleItemsOfSale ??= new DataLoader((ids: readonly string[]) => this.s.sales.readItemsOfSales(ids, this.snapshotOf)));
+    return (this.#saleItemsOfSale ??= new DataLoader((ids: readonly string[]) => this.s.sales.readItemsOfSales(ids, this.snapshotOf, this.via)));
   }
   get product() {
-    return (this.#product ??= new DataLoader((ids: readonly string[]) => this.s.catalog.productsByIds(ids)));
+    return (this.#product ??= new DataLoader((ids: readonly string[]) => this.s.catalog.productsByIds(ids, this.via)));
   }
   get order() {
-    return (this.#order ??= new DataLoader((ids: readonly string[]) => this.s.orders.byIds(ids)));
+    return (this.#order ??= new DataLoader((ids: readonly string[]) => this.s.orders.byIds(ids, this.via)));
   }
   /** One snapshot script call per sale per request: every item's figures agree, and the sale's cached rows are checked against it. */
   get snapshot() {
@@ -42,6 +51,6 @@ export class Loaders {
   private readonly snapshotOf = (saleId: string) => this.snapshot.load(saleId);
 }
 
-export function createLoaders(s: Services): Loaders {
-  return new Loaders(s);
+export function createLoaders(s: Services, viewerId: string | null = null): Loaders {
+  return new Loaders(s, viewerId);
 }

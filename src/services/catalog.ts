@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Db } from '../db/database.js';
+import { DbRouter, type ReadVia } from '../db/read-routing.js';
 import type { ProductRow } from '../db/types.js';
 import { badUserInput } from './errors.js';
 import { newId } from './ids.js';
@@ -17,7 +18,10 @@ const productInput = z.object({
 export type CreateProductInput = z.input<typeof productInput>;
 
 export class CatalogService {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly reads: DbRouter = DbRouter.primaryOnly(db),
+  ) {}
 
   async createProduct(input: CreateProductInput): Promise<ProductRow> {
     const parsed = productInput.safeParse(input);
@@ -33,18 +37,20 @@ export class CatalogService {
     return row;
   }
 
-  async productsByIds(ids: readonly string[]): Promise<(ProductRow | null)[]> {
+  async productsByIds(ids: readonly string[], via?: ReadVia): Promise<(ProductRow | null)[]> {
     if (ids.length === 0) return [];
-    const rows = await this.db.selectFrom('products').selectAll().where('id', 'in', [...ids]).execute();
+    const db = await this.reads.db(via);
+    const rows = await db.selectFrom('products').selectAll().where('id', 'in', [...ids]).execute();
     const byId = new Map(rows.map((r) => [r.id, r]));
     return ids.map((id) => byId.get(id) ?? null);
   }
 
-  async products(args: { search?: string | null; first?: number | null; after?: string | null }): Promise<Page<ProductRow>> {
+  async products(args: { search?: string | null; first?: number | null; after?: string | null }, via?: ReadVia): Promise<Page<ProductRow>> {
+    const db = await this.reads.db(via);
     const size = pageSize(args.first);
     const after = decodeCursor('product', args.after);
     const scope: CursorScope = { table: 'products' };
-    let q = this.db.selectFrom('products').selectAll().orderBy('name').orderBy('id').limit(size + 1);
+    let q = db.selectFrom('products').selectAll().orderBy('name').orderBy('id').limit(size + 1);
     if (args.search) {
       if (args.search.length > 200) throw badUserInput('search is at most 200 characters.', 'search');
       const pattern = `%${args.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
@@ -53,7 +59,7 @@ export class CatalogService {
     // The cursor row need not match the search: it only marks a place in the (name, id) order.
     if (after) q = q.where(afterRow(scope, ['name', 'id'], after));
     const rows = await q.execute();
-    if (after && rows.length === 0) await requireCursorRow(this.db, scope, after);
+    if (after && rows.length === 0) await requireCursorRow(db, scope, after);
     return toPage(rows, size, 'product', (r) => r.id);
   }
 }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Db } from '../db/database.js';
+import { DbRouter } from '../db/read-routing.js';
 import type { RedisClient } from '../redis.js';
 import { AccountService } from './accounts.js';
 import { TokenService } from './auth.js';
@@ -23,7 +24,10 @@ import { AdmissionTokens, WaitingRoomService } from './waiting-room.js';
 import { WaitlistService } from './waitlist.js';
 
 export interface ServiceDeps {
+  /** The primary: writes, the buying path, recovery, the ledger. */
   db: Db;
+  /** Where catalogue, sale-list, history and report reads go (a read replica); default the primary only. */
+  reads?: DbRouter;
   redis: RedisClient;
   publisher: RedisClient;
   prefix: string;
@@ -56,14 +60,15 @@ export interface ServiceDeps {
 /** Wires the domain services; the only place that knows how they depend on each other. */
 export function createServices(d: ServiceDeps) {
   const engine = new StockEngine(d.redis, d.prefix, d.confirmWindowMs);
+  const reads = d.reads ?? DbRouter.primaryOnly(d.db);
   const events = new SaleEvents(d.publisher, d.prefix, d.log.child({ source: 'events' }));
-  const catalog = new CatalogService(d.db);
+  const catalog = new CatalogService(d.db, reads);
   const retireAfterMs = d.saleRetireAfterMs ?? 2 * 3_600_000;
   const ledger = new LedgerDrainer(d.db, engine, (saleId) => recovery.requestRepair(saleId, 'outbox forked from the ledger'));
   const recovery = new StockRecovery(d.db, d.redis, engine, ledger, events, d.registry, d.log.child({ source: 'recovery' }), retireAfterMs);
-  const sales = new SalesService(d.db, engine, events, recovery);
-  const orders = new OrderStore(d.db);
-  const reservations = new ReservationReader(d.db, engine);
+  const sales = new SalesService(d.db, engine, events, recovery, reads);
+  const orders = new OrderStore(d.db, { reads });
+  const reservations = new ReservationReader(d.db, engine, reads);
   const metrics = new OutcomeMetrics(d.registry);
   const delivery = new DeliveryVault(d.dataKeys);
   const tokens = new TokenService(d.jwtSecret, d.jwksUrl, { issuer: d.jwksIssuer, audience: d.jwksAudience, allowAdmin: d.jwksAllowAdmin }, d.jwtMaxLifetimeSeconds);
@@ -74,6 +79,7 @@ export function createServices(d: ServiceDeps) {
   );
   const waitlist = new WaitlistService(engine, sales, events, async (viewer, saleId) => (await waitingRoom.ticket(viewer, saleId))?.status === 'ADMITTED');
   return {
+    reads,
     engine,
     events,
     tokens,
@@ -88,7 +94,7 @@ export function createServices(d: ServiceDeps) {
     waitingRoom,
     waitlist,
     recovery,
-    summary: new SummaryService(d.db, engine, waitlist),
+    summary: new SummaryService(d.db, engine, waitlist, reads),
     ledger,
     sweeper: new HoldSweeper(engine, orders, events, d.log.child({ source: 'sweeper' }), retireAfterMs),
     live: new LiveService({

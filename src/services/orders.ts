@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
+import { DbRouter, type ReadVia } from '../db/read-routing.js';
 import type { OrderRow } from '../db/types.js';
 import type { Viewer } from './auth.js';
 import { afterRow, decodeCursor, pageSize, requireCursorRow, toPage, type CursorScope, type Page } from './pagination.js';
@@ -50,6 +51,8 @@ export type InsertOutcome =
 export interface GroupCommitOptions {
   /** Rows per statement at most; more waiting rows go into further statements. */
   maxBatch?: number;
+  /** Where history reads with a `via` go (see DbRouter); inserts and the buying path's reads use `db`. */
+  reads?: DbRouter;
 }
 
 /** Counters of the group commit, for tests and diagnostics. */
@@ -113,9 +116,11 @@ export class OrderStore {
   private readonly maxBatch: number;
   private queue: PendingInsert[] = [];
   private flushScheduled = false;
+  private readonly reads: DbRouter;
 
   constructor(private readonly db: Db, opts: GroupCommitOptions = {}) {
     this.maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
+    this.reads = opts.reads ?? DbRouter.primaryOnly(db);
   }
 
   /**
@@ -171,6 +176,10 @@ export class OrderStore {
       for (const p of batch) p.reject(err);
       return;
     }
+    // Read-your-writes: the buyers' next reads go to the primary (on every instance) before they learn of their order.
+    const buyers = new Set<string>();
+    for (const r of result) if (r.in_time && r.id !== null) buyers.add(r.customer_id);
+    if (buyers.size > 0) await Promise.all([...buyers].map((id) => this.reads.wrote(id)));
     const conflicts: PendingInsert[] = [];
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i];
@@ -217,9 +226,10 @@ export class OrderStore {
     return this.db.selectFrom('orders').selectAll().where('customer_id', '=', customerId).where('idempotency_key', '=', key).executeTakeFirst();
   }
 
-  async byIds(ids: readonly string[]): Promise<(OrderRow | null)[]> {
+  async byIds(ids: readonly string[], via?: ReadVia): Promise<(OrderRow | null)[]> {
     if (ids.length === 0) return [];
-    const rows = await this.db.selectFrom('orders').selectAll().where('id', 'in', [...ids]).execute();
+    const db = await this.reads.db(via);
+    const rows = await db.selectFrom('orders').selectAll().where('id', 'in', [...ids]).execute();
     const byId = new Map(rows.map((r) => [r.id, r]));
     return ids.map((id) => byId.get(id) ?? null);
   }
@@ -231,48 +241,52 @@ export class OrderStore {
 
   /** Marks a CONFIRMED order CANCELLED; undefined when it was not CONFIRMED. */
   async cancel(orderId: string): Promise<OrderRow | undefined> {
-    return this.db
+    const row = await this.db
       .updateTable('orders')
       .set({ status: 'CANCELLED', cancelled_at: new Date() })
       .where('id', '=', orderId)
       .where('status', '=', 'CONFIRMED')
       .returningAll()
       .executeTakeFirst();
+    if (row) await this.reads.wrote(row.customer_id);
+    return row;
   }
 
   /** An order the viewer may see: their own, or any for admins. */
-  async visible(viewer: Viewer | null, orderId: string): Promise<OrderRow | null> {
+  async visible(viewer: Viewer | null, orderId: string, via?: ReadVia): Promise<OrderRow | null> {
     if (!viewer) return null;
-    const [order] = await this.byIds([orderId]);
+    const [order] = await this.byIds([orderId], via);
     if (!order) return null;
     return viewer.role === 'admin' || order.customer_id === viewer.id ? order : null;
   }
 
   /** The customer's orders, newest first. */
-  async ofCustomer(customerId: string, args: { saleId?: string | null; first?: number | null; after?: string | null }): Promise<Page<OrderRow>> {
+  async ofCustomer(customerId: string, args: { saleId?: string | null; first?: number | null; after?: string | null }, via?: ReadVia): Promise<Page<OrderRow>> {
+    const db = await this.reads.db(via);
     const size = pageSize(args.first);
     const after = decodeCursor('order', args.after);
     // The cursor must be one of the customer's own orders; its (created_at, id) is read by PostgreSQL.
     const scope: CursorScope = { table: 'orders', where: { customer_id: customerId } };
-    let q = this.db.selectFrom('orders').selectAll().where('customer_id', '=', customerId).orderBy('created_at', 'desc').orderBy('id', 'desc').limit(size + 1);
+    let q = db.selectFrom('orders').selectAll().where('customer_id', '=', customerId).orderBy('created_at', 'desc').orderBy('id', 'desc').limit(size + 1);
     if (args.saleId) q = q.where('sale_id', '=', args.saleId);
     if (after) q = q.where(afterRow(scope, ['created_at', 'id'], after, true));
     const rows = await q.execute();
-    if (after && rows.length === 0) await requireCursorRow(this.db, scope, after);
+    if (after && rows.length === 0) await requireCursorRow(db, scope, after);
     return toPage(rows, size, 'order', (r) => r.id);
   }
 
   /** A sale's orders for fulfilment, oldest first. */
-  async ofSale(saleId: string, args: { status?: OrderRow['status'] | null; first?: number | null; after?: string | null }): Promise<Page<OrderRow>> {
+  async ofSale(saleId: string, args: { status?: OrderRow['status'] | null; first?: number | null; after?: string | null }, via?: ReadVia): Promise<Page<OrderRow>> {
+    const db = await this.reads.db(via);
     const size = pageSize(args.first);
     const after = decodeCursor('order', args.after);
     // The cursor must be an order of this sale (of any status: one may be cancelled between pages).
     const scope: CursorScope = { table: 'orders', where: { sale_id: saleId } };
-    let q = this.db.selectFrom('orders').selectAll().where('sale_id', '=', saleId).orderBy('created_at').orderBy('id').limit(size + 1);
+    let q = db.selectFrom('orders').selectAll().where('sale_id', '=', saleId).orderBy('created_at').orderBy('id').limit(size + 1);
     if (args.status) q = q.where('status', '=', args.status);
     if (after) q = q.where(afterRow(scope, ['created_at', 'id'], after));
     const rows = await q.execute();
-    if (after && rows.length === 0) await requireCursorRow(this.db, scope, after);
+    if (after && rows.length === 0) await requireCursorRow(db, scope, after);
     return toPage(rows, size, 'order', (r) => r.id);
   }
 }

@@ -1,4 +1,5 @@
 import type { Db } from '../db/database.js';
+import { DbRouter, type ReadVia } from '../db/read-routing.js';
 import type { Viewer } from './auth.js';
 import { saleIdOf } from './ids.js';
 import type { LiveReservation, StockEngine } from './stock/engine.js';
@@ -12,6 +13,7 @@ export class ReservationReader {
   constructor(
     private readonly db: Db,
     private readonly engine: StockEngine,
+    private readonly reads: DbRouter = DbRouter.primaryOnly(db),
   ) {}
 
   /** CONFIRMING is an internal step; clients see the hold as HELD until the order is committed. */
@@ -19,14 +21,15 @@ export class ReservationReader {
     return { ...r, status: r.status === 'CONFIRMING' ? 'HELD' : r.status };
   }
 
-  async byId(id: string): Promise<ReservationView | null> {
+  async byId(id: string, via?: ReadVia): Promise<ReservationView | null> {
     const saleId = saleIdOf(id);
     if (!saleId) return null;
     const live = await this.engine.reservation(saleId, id);
     if (live) return ReservationReader.view(live);
-    const row = await this.db.selectFrom('reservations').selectAll().where('id', '=', id).executeTakeFirst();
+    const db = await this.reads.db(via);
+    const row = await db.selectFrom('reservations').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) return null;
-    const order = row.status === 'CONFIRMED' ? await this.db.selectFrom('orders').select(['id', 'status']).where('reservation_id', '=', id).executeTakeFirst() : undefined;
+    const order = row.status === 'CONFIRMED' ? await db.selectFrom('orders').select(['id', 'status']).where('reservation_id', '=', id).executeTakeFirst() : undefined;
     return {
       id: row.id, saleId: row.sale_id, saleItemId: row.sale_item_id, customerId: row.customer_id, quantity: row.quantity,
       status: row.status, createdAt: row.created_at.getTime(), expiresAt: row.expires_at.getTime(), endReason: row.end_reason,
@@ -34,9 +37,9 @@ export class ReservationReader {
     };
   }
 
-  async visible(viewer: Viewer | null, id: string): Promise<ReservationView | null> {
+  async visible(viewer: Viewer | null, id: string, via?: ReadVia): Promise<ReservationView | null> {
     if (!viewer) return null;
-    const r = await this.byId(id);
+    const r = await this.byId(id, via);
     if (!r) return null;
     return viewer.role === 'admin' || r.customerId === viewer.id ? r : null;
   }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Db } from '../db/database.js';
+import { DbRouter, type ReadVia } from '../db/read-routing.js';
 import type { SaleItemRow, SaleRow } from '../db/types.js';
 import { badUserInput, notFound, UnavailableError } from './errors.js';
 import { newChildId, newId, saleIdOf } from './ids.js';
@@ -77,6 +78,7 @@ export class SalesService {
     private readonly engine: StockEngine,
     private readonly events: SaleEvents,
     private readonly recovery: StockRecovery,
+    private readonly reads: DbRouter = DbRouter.primaryOnly(db),
   ) {}
 
   async scheduleSale(input: ScheduleSaleInput): Promise<SaleRow> {
@@ -218,29 +220,35 @@ export class SalesService {
     return sale;
   }
 
-  async salesByIds(ids: readonly string[]): Promise<(SaleRow | null)[]> {
+  async salesByIds(ids: readonly string[], db: Db = this.db): Promise<(SaleRow | null)[]> {
     if (ids.length === 0) return [];
-    const rows = await this.db.selectFrom('sales').selectAll().where('id', 'in', [...ids]).execute();
+    const rows = await db.selectFrom('sales').selectAll().where('id', 'in', [...ids]).execute();
     const byId = new Map(rows.map((r) => [r.id, r]));
     return ids.map((id) => byId.get(id) ?? null);
   }
 
-  async itemsBySaleIds(saleIds: readonly string[]): Promise<SaleItemRow[][]> {
+  async itemsBySaleIds(saleIds: readonly string[], db: Db = this.db): Promise<SaleItemRow[][]> {
     if (saleIds.length === 0) return [];
-    const rows = await this.db.selectFrom('sale_items').selectAll().where('sale_id', 'in', [...saleIds]).orderBy('position').execute();
+    const rows = await db.selectFrom('sale_items').selectAll().where('sale_id', 'in', [...saleIds]).orderBy('position').execute();
     return saleIds.map((id) => rows.filter((r) => r.sale_id === id));
   }
 
   /**
    * Sale rows for reads: from this process' cache while the sale's revision in Redis is the one
-   * they were read under, else from PostgreSQL (also when Redis does not know the sale).
+   * they were read under, else from PostgreSQL (also when Redis does not know the sale). Rows
+   * cached under a revision are read from the primary: a replica behind the change that set the
+   * revision would pin its old row to the new revision. Only rows without one may come from the
+   * replica (with `via`).
    */
-  async readSales(ids: readonly string[], snapshotOf: SnapshotSource = (id) => this.snapshotOrError(id)): Promise<(SaleRow | null)[]> {
+  async readSales(ids: readonly string[], snapshotOf: SnapshotSource = (id) => this.snapshotOrError(id), via?: ReadVia): Promise<(SaleRow | null)[]> {
     const revisions = await Promise.all(ids.map((id) => this.revisionOf(id, snapshotOf)));
     const out: (SaleRow | null | undefined)[] = ids.map((id, i) => (revisions[i] ? this.rows.sale(id, revisions[i]) : undefined));
     const missing = ids.filter((_, i) => out[i] === undefined);
     if (missing.length === 0) return out as (SaleRow | null)[];
-    const fresh = new Map((await this.salesByIds(missing)).flatMap((row) => (row ? [[row.id, row] as const] : [])));
+    const unrevised = missing.filter((id) => !revisions[ids.indexOf(id)]);
+    const revised = missing.filter((id) => revisions[ids.indexOf(id)]);
+    const [a, b] = await Promise.all([this.salesByIds(revised), unrevised.length ? this.reads.db(via).then((db) => this.salesByIds(unrevised, db)) : []]);
+    const fresh = new Map([...a, ...b].flatMap((row) => (row ? [[row.id, row] as const] : [])));
     return ids.map((id, i) => {
       if (out[i] !== undefined) return out[i];
       const row = fresh.get(id) ?? null;
@@ -250,13 +258,15 @@ export class SalesService {
   }
 
   /** Items of each sale for reads, in position order; cached like `readSales`. */
-  async readItemsOfSales(saleIds: readonly string[], snapshotOf: SnapshotSource = (id) => this.snapshotOrError(id)): Promise<SaleItemRow[][]> {
+  async readItemsOfSales(saleIds: readonly string[], snapshotOf: SnapshotSource = (id) => this.snapshotOrError(id), via?: ReadVia): Promise<SaleItemRow[][]> {
     const revisions = await Promise.all(saleIds.map((id) => this.revisionOf(id, snapshotOf)));
     const out = saleIds.map((id, i) => (revisions[i] ? this.rows.items(id, revisions[i]) : undefined));
     const missing = saleIds.filter((_, i) => out[i] === undefined);
     if (missing.length === 0) return out as SaleItemRow[][];
-    const fresh = await this.itemsBySaleIds(missing);
-    const byId = new Map(missing.map((id, i) => [id, fresh[i]]));
+    const unrevised = missing.filter((id) => !revisions[saleIds.indexOf(id)]);
+    const revised = missing.filter((id) => revisions[saleIds.indexOf(id)]);
+    const [a, b] = await Promise.all([this.itemsBySaleIds(revised), unrevised.length ? this.reads.db(via).then((db) => this.itemsBySaleIds(unrevised, db)) : []]);
+    const byId = new Map([...revised.map((id, i) => [id, a[i]] as const), ...unrevised.map((id, i) => [id, b[i]] as const)]);
     return saleIds.map((id, i) => {
       if (out[i] !== undefined) return out[i];
       const items = byId.get(id)!;
@@ -289,9 +299,10 @@ export class SalesService {
     return this.snapshot(saleId).catch((err: Error) => err);
   }
 
-  async itemsByIds(ids: readonly string[]): Promise<(SaleItemRow | null)[]> {
+  async itemsByIds(ids: readonly string[], via?: ReadVia): Promise<(SaleItemRow | null)[]> {
     if (ids.length === 0) return [];
-    const rows = await this.db.selectFrom('sale_items').selectAll().where('id', 'in', [...ids]).execute();
+    const db = await this.reads.db(via);
+    const rows = await db.selectFrom('sale_items').selectAll().where('id', 'in', [...ids]).execute();
     const byId = new Map(rows.map((r) => [r.id, r]));
     return ids.map((id) => byId.get(id) ?? null);
   }
@@ -350,7 +361,8 @@ export class SalesService {
     return deriveStatus(await this.snapshot(sale.id));
   }
 
-  async sales(args: { status?: readonly SaleStatus[] | null; first?: number | null; after?: string | null }): Promise<Page<SaleRow>> {
+  async sales(args: { status?: readonly SaleStatus[] | null; first?: number | null; after?: string | null }, via?: ReadVia): Promise<Page<SaleRow>> {
+    const db = await this.reads.db(via);
     const size = pageSize(args.first);
     const cursor = decodeCursor('sale', args.after);
     const scope: CursorScope = { table: 'sales' };
@@ -361,10 +373,10 @@ export class SalesService {
     // The cursor is the last sale's id, its (starts_at, id) read by PostgreSQL (microseconds and all).
     // A sale rescheduled (only while SCHEDULED) between two pages moves, and the next page follows it.
     for (;;) {
-      let q = this.db.selectFrom('sales').selectAll().orderBy('starts_at', 'desc').orderBy('id', 'desc').limit(200);
+      let q = db.selectFrom('sales').selectAll().orderBy('starts_at', 'desc').orderBy('id', 'desc').limit(200);
       if (after) q = q.where(afterRow(scope, ['starts_at', 'id'], after, true));
       const rows = await q.execute();
-      if (cursor && after === cursor && rows.length === 0) await requireCursorRow(this.db, scope, cursor); // first batch
+      if (cursor && after === cursor && rows.length === 0) await requireCursorRow(db, scope, cursor); // first batch
       for (const row of rows) {
         if (!wanted || wanted.has(await this.statusOf(row))) out.push(row);
         if (out.length > size) break;

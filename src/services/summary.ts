@@ -1,4 +1,5 @@
 import type { Db } from '../db/database.js';
+import { DbRouter, type ReadVia } from '../db/read-routing.js';
 import type { SaleRow } from '../db/types.js';
 import type { StockEngine } from './stock/engine.js';
 import type { ErrorCode } from './errors.js';
@@ -24,11 +25,14 @@ export class SummaryService {
     private readonly db: Db,
     private readonly engine: StockEngine,
     private readonly waitlist: WaitlistService,
+    private readonly reads: DbRouter = DbRouter.primaryOnly(db),
   ) {}
 
-  async summary(sale: SaleRow): Promise<SaleSummary> {
+  /** Orders are counted on the replica with `via` (an admin report), so they may be a little behind the live counters. */
+  async summary(sale: SaleRow, via?: ReadVia): Promise<SaleSummary> {
+    const db = await this.reads.db(via);
     const [agg, counters, snap, waitlistSize] = await Promise.all([
-      this.db
+      db
         .selectFrom('orders')
         .where('sale_id', '=', sale.id)
         .where('status', '=', 'CONFIRMED')
