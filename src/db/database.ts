@@ -8,6 +8,7 @@ import * as m0004 from './migrations/0004_sold_within_stock.js';
 import * as m0005 from './migrations/0005_customer_tiers.js';
 import * as m0006 from './migrations/0006_live_versions.js';
 import * as m0007 from './migrations/0007_rebuild_markers.js';
+import * as m0008 from './migrations/0008_product_search.js';
 
 // int8 (bigint) columns come back as strings by default; totals fit in a JS number until 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -23,6 +24,7 @@ const migrations: Record<string, Migration> = {
   '0005_customer_tiers': m0005,
   '0006_live_versions': m0006,
   '0007_rebuild_markers': m0007,
+  '0008_product_search': m0008,
 };
 
 class StaticMigrationProvider implements MigrationProvider {

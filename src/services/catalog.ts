@@ -1,6 +1,6 @@
+import { sql, type RawBuilder } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../db/database.js';
-import { DbRouter, type ReadVia } from '../db/read-routing.js';
 import type { ProductRow } from '../db/types.js';
 import { badUserInput } from './errors.js';
 import { newId } from './ids.js';
@@ -18,10 +18,7 @@ const productInput = z.object({
 export type CreateProductInput = z.input<typeof productInput>;
 
 export class CatalogService {
-  constructor(
-    private readonly db: Db,
-    private readonly reads: DbRouter = DbRouter.primaryOnly(db),
-  ) {}
+  constructor(private readonly db: Db) {}
 
   async createProduct(input: CreateProductInput): Promise<ProductRow> {
     const parsed = productInput.safeParse(input);
@@ -37,29 +34,65 @@ export class CatalogService {
     return row;
   }
 
-  async productsByIds(ids: readonly string[], via?: ReadVia): Promise<(ProductRow | null)[]> {
+  async productsByIds(ids: readonly string[]): Promise<(ProductRow | null)[]> {
     if (ids.length === 0) return [];
-    const db = await this.reads.db(via);
-    const rows = await db.selectFrom('products').selectAll().where('id', 'in', [...ids]).execute();
+    const rows = await this.db.selectFrom('products').selectAll().where('id', 'in', [...ids]).execute();
     const byId = new Map(rows.map((r) => [r.id, r]));
     return ids.map((id) => byId.get(id) ?? null);
   }
 
-  async products(args: { search?: string | null; first?: number | null; after?: string | null }, via?: ReadVia): Promise<Page<ProductRow>> {
-    const db = await this.reads.db(via);
+  async products(args: ProductListArgs): Promise<Page<ProductRow>> {
     const size = pageSize(args.first);
     const after = decodeCursor('product', args.after);
-    const scope: CursorScope = { table: 'products' };
-    let q = db.selectFrom('products').selectAll().orderBy('name').orderBy('id').limit(size + 1);
-    if (args.search) {
-      if (args.search.length > 200) throw badUserInput('search is at most 200 characters.', 'search');
-      const pattern = `%${args.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-      q = q.where((eb) => eb.or([eb('name', 'ilike', pattern), eb('sku', 'ilike', pattern), eb('description', 'ilike', pattern)]));
-    }
-    // The cursor row need not match the search: it only marks a place in the (name, id) order.
-    if (after) q = q.where(afterRow(scope, ['name', 'id'], after));
-    const rows = await q.execute();
-    if (after && rows.length === 0) await requireCursorRow(db, scope, after);
+    const rows = await this.productsQuery(args).execute();
+    if (after && rows.length === 0) await requireCursorRow(this.db, PRODUCTS, after);
     return toPage(rows, size, 'product', (r) => r.id);
   }
+
+  /**
+   * The one query `products` runs (exposed so a test can EXPLAIN exactly it). Without a search the
+   * catalogue is listed by (name, id). A search keeps the products whose name, SKU or description
+   * contains the text (case-insensitive; the trigram indexes of migration 0008 find them), best
+   * match first: the closer the name or SKU is to the text as a whole (pg_trgm `similarity`), the
+   * higher, so an exact name or SKU leads and a mention in the description alone comes last; equal
+   * ranks by (name, id), which keeps the keyset cursor exact.
+   */
+  productsQuery(args: ProductListArgs) {
+    const size = pageSize(args.first);
+    const after = decodeCursor('product', args.after);
+    const q = this.db.selectFrom('products').selectAll().limit(size + 1);
+    if (!args.search) {
+      // The cursor row need not match anything: it only marks a place in the (name, id) order.
+      const listed = q.orderBy('name').orderBy('id');
+      return after ? listed.where(afterRow(PRODUCTS, ['name', 'id'], after)) : listed;
+    }
+    if (args.search.length > 200) throw badUserInput('search is at most 200 characters.', 'search');
+    const search = args.search;
+    const pattern = `%${search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+    const ranked = q
+      .where((eb) => eb.or([eb('name', 'ilike', pattern), eb('sku', 'ilike', pattern), eb('description', 'ilike', pattern)]))
+      .orderBy(searchRank(search, sql.ref('products.name'), sql.ref('products.sku')), 'desc')
+      .orderBy('name')
+      .orderBy('id');
+    return after ? ranked.where(rankedAfter(search, after)) : ranked;
+  }
+}
+
+export interface ProductListArgs { search?: string | null; first?: number | null; after?: string | null }
+
+const PRODUCTS: CursorScope = { table: 'products' };
+
+function searchRank(search: string, name: RawBuilder<unknown>, sku: RawBuilder<unknown>): RawBuilder<number> {
+  return sql<number>`greatest(similarity(${name}, ${search}), similarity(${sku}, ${search}))`;
+}
+
+/**
+ * After the cursor row in (rank desc, name, id) order; the cursor row's rank is computed in the same
+ * statement by the same expression, so equal ranks compare equal to the last bit. A cursor naming no
+ * product compares as NULL: an empty page that `requireCursorRow` then tells apart from the end.
+ */
+function rankedAfter(search: string, id: string): RawBuilder<boolean> {
+  const theirRank = sql`(select ${searchRank(search, sql.ref('c.name'), sql.ref('c.sku'))} from products as c where c.id = ${id})`;
+  const mine = searchRank(search, sql.ref('products.name'), sql.ref('products.sku'));
+  return sql<boolean>`(${mine} < ${theirRank} or (${mine} = ${theirRank} and ${afterRow(PRODUCTS, ['name', 'id'], id)}))`;
 }
