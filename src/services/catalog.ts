@@ -1,6 +1,7 @@
 import { sql, type RawBuilder } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../db/database.js';
+import { DbRouter, type ReadVia } from '../db/read-routing.js';
 import type { ProductRow } from '../db/types.js';
 import { badUserInput } from './errors.js';
 import { newId } from './ids.js';
@@ -18,7 +19,10 @@ const productInput = z.object({
 export type CreateProductInput = z.input<typeof productInput>;
 
 export class CatalogService {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly reads: DbRouter = DbRouter.primaryOnly(db),
+  ) {}
 
   async createProduct(input: CreateProductInput): Promise<ProductRow> {
     const parsed = productInput.safeParse(input);
@@ -34,18 +38,20 @@ export class CatalogService {
     return row;
   }
 
-  async productsByIds(ids: readonly string[]): Promise<(ProductRow | null)[]> {
+  async productsByIds(ids: readonly string[], via?: ReadVia): Promise<(ProductRow | null)[]> {
     if (ids.length === 0) return [];
-    const rows = await this.db.selectFrom('products').selectAll().where('id', 'in', [...ids]).execute();
+    const db = await this.reads.db(via);
+    const rows = await db.selectFrom('products').selectAll().where('id', 'in', [...ids]).execute();
     const byId = new Map(rows.map((r) => [r.id, r]));
     return ids.map((id) => byId.get(id) ?? null);
   }
 
-  async products(args: ProductListArgs): Promise<Page<ProductRow>> {
+  async products(args: ProductListArgs, via?: ReadVia): Promise<Page<ProductRow>> {
+    const db = await this.reads.db(via);
     const size = pageSize(args.first);
     const after = decodeCursor('product', args.after);
-    const rows = await this.productsQuery(args).execute();
-    if (after && rows.length === 0) await requireCursorRow(this.db, PRODUCTS, after);
+    const rows = await this.productsQuery(args, db).execute();
+    if (after && rows.length === 0) await requireCursorRow(db, PRODUCTS, after);
     return toPage(rows, size, 'product', (r) => r.id);
   }
 
@@ -57,10 +63,10 @@ export class CatalogService {
    * higher, so an exact name or SKU leads and a mention in the description alone comes last; equal
    * ranks by (name, id), which keeps the keyset cursor exact.
    */
-  productsQuery(args: ProductListArgs) {
+  productsQuery(args: ProductListArgs, db: Db = this.db) {
     const size = pageSize(args.first);
     const after = decodeCursor('product', args.after);
-    const q = this.db.selectFrom('products').selectAll().limit(size + 1);
+    const q = db.selectFrom('products').selectAll().limit(size + 1);
     if (!args.search) {
       // The cursor row need not match anything: it only marks a place in the (name, id) order.
       const listed = q.orderBy('name').orderBy('id');
