@@ -9,6 +9,10 @@ import { createSale } from './support/fixtures.js';
 import { CANCEL_ORDER, CONFIRM, PURCHASE, RELEASE, RESERVE, SALE, SALE_ITEM } from './support/operations.js';
 import { Recorder, wsClient } from './support/live.js';
 import { freePort, PgProxy } from './support/processes.js';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { StockRecovery } from '../src/services/stock-recovery.js';
+import type { StockEngine } from '../src/services/stock/engine.js';
 
 /**
  * Issue 16's regressions (a–g), each on real Redis and PostgreSQL: interleavings and partial
@@ -218,6 +222,35 @@ describe('c. live state rolled back to an older copy', () => {
     expect((await t.client.gql(ADJUST, { item, delta: 1 }, t.admin)).errors).toBeUndefined();
     const after = await level(item);
     expect(after.available + after.reserved + after.sold).toBe(4);
+  });
+
+  it('an adjustment while a rebuild has read the stock but not yet replaced the live state is refused, never lost', async () => {
+    const { saleId, itemIds: [item] } = await createSale(t, { stock: 3 });
+    const { engine, ledger, events } = t.app.services;
+    // A rebuild held between reading PostgreSQL's counts and replacing the live state with them.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let reached!: () => void;
+    const atGate = new Promise<void>((r) => (reached = r));
+    const held = Object.assign(Object.create(engine) as StockEngine, {
+      rebuildSale: async (...args: Parameters<StockEngine['rebuildSale']>) => {
+        reached();
+        await gate;
+        return engine.rebuildSale(...args);
+      },
+    });
+    const recovery = new StockRecovery(t.app.db, t.app.redis, held, ledger, events, new Registry(), pino({ level: 'silent' }), 3_600_000);
+    const sale = await t.app.db.selectFrom('sales').selectAll().where('id', '=', saleId).executeTakeFirstOrThrow();
+    const rebuilding = recovery.repair(sale, 'test');
+    await atGate;
+    const adjusted = await t.client.gql(ADJUST, { item, delta: 3 }, t.admin);
+    release();
+    expect(await rebuilding).toBe('initialised');
+    expect(adjusted.errors?.[0]?.extensions).toMatchObject({ code: 'TEMPORARILY_UNAVAILABLE' });
+    const durable = await t.app.db.selectFrom('sale_items').select('stock').where('id', '=', item).executeTakeFirstOrThrow();
+    const live = await level(item);
+    expect(live.available + live.reserved + live.sold).toBe(durable.stock);
+    expect(durable.stock).toBe(3);
   });
 
   it('a rollback to before a cancel: PostgreSQL refuses the purchase and the sale reads CANCELLED again', async () => {

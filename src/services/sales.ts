@@ -188,9 +188,12 @@ export class SalesService {
     let r: Adjusted;
     try {
       r = await this.db.transaction().execute(async (tx) => {
+        // Shared lock on the sale row: a rebuild raises the epoch (and only then reads the stock)
+        // after this commits, or this change sees the new epoch and meets a state of the old one.
+        const { live_epoch: epoch } = await tx.selectFrom('sales').select('live_epoch').where('id', '=', item.sale_id).forShare().executeTakeFirstOrThrow();
         const { stock } = await tx.updateTable('sale_items').set((eb) => ({ stock: eb('stock', '+', delta) })).where('id', '=', saleItemId).returning('stock').executeTakeFirstOrThrow();
         await tx.insertInto('stock_adjustments').values({ sale_id: item.sale_id, sale_item_id: saleItemId, delta, reason, admin_id: adminId }).execute();
-        const live = await this.engine.adjust(item.sale_id, saleItemId, delta, reason, adminId, stock - delta);
+        const live = await this.engine.adjust(item.sale_id, saleItemId, delta, reason, adminId, { stock: stock - delta, epoch });
         if (!live.ok) throw new AdjustRefused(live);
         return live;
       });

@@ -387,8 +387,8 @@ export class StockEngine {
    * `expectedStock`: the item's stock (initial + adjustments) before this change as PostgreSQL has
    * it; a live state that disagrees is stale and refuses (STALE) rather than add to wrong figures.
    */
-  async adjust(saleId: string, saleItemId: string, delta: number, reason: string, adminId: string, expectedStock?: number) {
-    const r = await this.redis.fsAdjust(this.keys.meta(saleId), saleItemId, delta, reason, adminId, expectedStock ?? '');
+  async adjust(saleId: string, saleItemId: string, delta: number, reason: string, adminId: string, expected: { stock?: number; epoch?: number } = {}) {
+    const r = await this.redis.fsAdjust(this.keys.meta(saleId), saleItemId, delta, reason, adminId, expected.stock ?? '', expected.epoch ?? '');
     if (r[0] === 'OK') await this.redis.sadd(this.keys.liveSales(), saleId);
     if (r[0] === 'OK') return { ok: true as const, available: Number(r[1]), ended: parseEnded(r[2]) };
     return { ok: false as const, code: r[1] as string, available: Number(r[2]), ended: parseEnded(r[3]) };
