@@ -70,6 +70,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     primary: db, replica: replica ? replica.db.withPlugin(metrics.postgres) : null, redis, prefix: config.REDIS_PREFIX,
     maxLagMs: config.DATABASE_READ_MAX_LAG_MS, registry, log: log.child({ source: 'read-replica' }),
   });
+  replica?.pool.on('error', (err: Error) => reads.replicaFailed(err.message));
   await reads.start();
   const services = createServices({
     db, reads, redis, publisher, prefix: config.REDIS_PREFIX, jwtSecret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL,

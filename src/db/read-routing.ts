@@ -183,6 +183,17 @@ export class DbRouter {
     for (const [id, at] of this.wroteAt) if (now - at >= this.readYourWritesMs) this.wroteAt.delete(id);
   }
 
+  /**
+   * The replica's connection failed (its pool reports an idle connection closed, e.g. the server
+   * stopped): reads go to the primary at once, not after the next probe, which brings it back.
+   */
+  replicaFailed(detail: string): void {
+    if (!this.replica || this.current.state === 'down') return;
+    this.log?.warn({ err: detail }, 'read replica connection lost; reads go to the primary');
+    this.current = { state: 'down', lagMs: null, paused: false, reason: 'connection lost' };
+    void this.probe();
+  }
+
   /** Probes once, then every `probeIntervalMs`; a no-op without a replica. */
   async start(): Promise<void> {
     if (!this.replica || this.timer) return;
