@@ -12,6 +12,13 @@ const config: CodegenConfig = {
       config: { emitLegacyCommonJSImports: false, useTypeImports: true, enumsAsTypes: true, scalars: { DateTime: 'string', BigInt: 'string' } },
       presetConfig: { fragmentMasking: false, persistedDocuments: { hashAlgorithm: 'sha256' } },
     },
+    // Which types each union and interface may be, for a client's normalized cache: Apollo Client
+    // (`new InMemoryCache({ possibleTypes })`) needs it to match fragments
+    // such as `... on UserError`. Kept fresh by test/possible-types.test.ts.
+    'src/generated/graphql/possible-types.json': {
+      plugins: ['fragment-matcher'],
+      config: { apolloClientVersion: 3, deterministic: true },
+    },
   },
 };
 

@@ -14,6 +14,7 @@ import { schema } from './schema/index.js';
 import { createLoaders } from './schema/loaders.js';
 import { errorBodies, errorCodes, maskError } from './server/error-codes.js';
 import { FastLane } from './server/fast-lane.js';
+import { GraphqlSse } from './server/graphql-sse.js';
 import { PersistedOperations } from './server/persisted-operations.js';
 import { graphiqlOptions } from './server/graphiql-examples.js';
 import { createHardening } from './server/hardening.js';
@@ -70,7 +71,6 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     primary: db, replica: replica ? replica.db.withPlugin(metrics.postgres) : null, redis, prefix: config.REDIS_PREFIX,
     maxLagMs: config.DATABASE_READ_MAX_LAG_MS, registry, log: log.child({ source: 'read-replica' }),
   });
-  replica?.pool.on('error', (err: Error) => reads.replicaFailed(err.message));
   await reads.start();
   const services = createServices({
     db, reads, redis, publisher, prefix: config.REDIS_PREFIX, jwtSecret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL,
@@ -91,6 +91,8 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   const hardening = createHardening(config);
   const shedder = LoadShedder.fromConfig(config, registry, log.child({ source: 'load-shedding' }));
   const persisted = PersistedOperations.generated();
+  // graphql-sse's single-connection and distinct-connections modes at /graphql/stream (src/server/graphql-sse.ts).
+  const sse = new GraphqlSse(shedder);
   const queryLimits = new QueryRateLimits({
     counter: new RateCounter(redis, config.REDIS_PREFIX), redis, limits: queryRateLimitsFromConfig(config), trustProxyHops: config.TRUST_PROXY_HOPS,
     authenticate: (authorization) => services.tokens.authenticate(authorization), log: log.child({ source: 'query-rate-limit' }),
@@ -106,6 +108,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     maskedErrors: { maskError },
     plugins: [
       persisted.plugin(),
+      sse.plugin(),
       requestLogging(log.child({ source: 'graphql' })),
       metrics.graphql,
       ...hardening.plugins,
@@ -239,6 +242,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       // running are answered, sockets close with 1001 and SSE streams end; then requests are awaited.
       await websocket.close(config.SHUTDOWN_TIMEOUT_MS).catch((err) => log.warn({ err: String(err) }, 'closing WebSocket server failed'));
       await services.live.close();
+      sse.close();
       await cacheEvents?.close();
       // Keep-alive connections go idle as their request (or SSE stream) finishes; close them then, not at the client's whim.
       const idleSweep = setInterval(() => server.closeIdleConnections(), 50);

@@ -1,9 +1,12 @@
+import { ApolloClient, gql, HttpLink, InMemoryCache } from '@apollo/client';
+import { createClient as createSseClient } from 'graphql-sse';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSale } from './support/fixtures.js';
-import { startTestServer, type TestServer } from './support/harness.js';
+import { eventually, startTestServer, type TestServer } from './support/harness.js';
 import { LiveClients, Recorder, RESERVATION_CHANGED } from './support/live.js';
 import { PURCHASE } from './support/operations.js';
+import introspection from '../src/generated/graphql/possible-types.json' with { type: 'json' };
 
 /**
  * What third-party clients meet at the edges (issue 19): error answers they can read, errors
@@ -101,4 +104,94 @@ describe('stockChanged for a normalized cache', () => {
     const shared = await request(`${t.app.url}/metrics`).then((r) => r.body.text());
     expect(Number(/^flashsale_subscription_shared_executions_total (\d+)/m.exec(shared)?.[1] ?? 0)).toBeGreaterThan(0);
   });
+});
+
+describe('Apollo Client 4 with the generated possibleTypes', () => {
+  const BUY = gql`mutation BuyForApollo($input: PurchaseInput!) { purchase(input: $input) {
+    __typename
+    ... on UserError { code message }
+    ... on Rejected { available }
+    ... on PurchaseSuccess { order { id quantity } } } }`;
+  type Bought = { purchase: { __typename: string; code?: string; message?: string; available?: number | null; order?: { id: string; quantity: number } } };
+
+  async function apollo(possibleTypes: Record<string, string[]> | undefined, customer: string) {
+    const token = await t.token(customer);
+    return new ApolloClient({
+      link: new HttpLink({ uri: `${t.app.url}/graphql`, headers: { authorization: `Bearer ${token}` } }),
+      cache: new InMemoryCache(possibleTypes ? { possibleTypes } : {}),
+    });
+  }
+
+  it('keeps the fields of `... on UserError` (and `... on Rejected`); without possibleTypes Apollo drops the interface fragment', async () => {
+    const { itemIds } = await createSale(t, { stock: 5, perUserLimit: 1 });
+    const input = (key: string, quantity = 1) => ({ input: { saleItemId: itemIds[0], quantity, idempotencyKey: key } });
+
+    const client = await apollo(introspection.possibleTypes, 'apollo-with');
+    const ok = await client.mutate<Bought>({ mutation: BUY, variables: input('apollo-1') });
+    expect(ok.data?.purchase).toMatchObject({ __typename: 'PurchaseSuccess', order: { quantity: 1 } });
+    const refused = await client.mutate<Bought>({ mutation: BUY, variables: input('apollo-2') });
+    expect(refused.data?.purchase).toMatchObject({ __typename: 'Rejected', code: 'LIMIT_EXCEEDED' });
+    expect(refused.data?.purchase.message).toMatch(/\w/);
+    expect(refused.data?.purchase).toHaveProperty('available');
+
+    // The same answer through a cache that does not know Rejected implements UserError.
+    const blind = await apollo(undefined, 'apollo-without');
+    const warn = console.warn;
+    console.warn = () => undefined; // Apollo's "missing possibleTypes entry" warning, expected here
+    try {
+      const lost = await blind.mutate<Bought>({ mutation: BUY, variables: input('apollo-3', 5) });
+      expect(lost.data?.purchase.__typename).toBe('Rejected');
+      expect(lost.data?.purchase).toHaveProperty('available');
+      expect(lost.data?.purchase).not.toHaveProperty('code');
+      expect(lost.data?.purchase).not.toHaveProperty('message');
+    } finally {
+      console.warn = warn;
+    }
+    client.stop();
+    blind.stop();
+  });
+});
+
+describe('graphql-sse in both of its modes', () => {
+  const STOCK = 'subscription Stock($saleId: ID!) { stockChanged(saleId: $saleId) { saleId items { saleItemId available sold } } }';
+  type Stock = { stockChanged: { saleId: string; items: { saleItemId: string; available: number; sold: number }[] } };
+
+  async function inFlight(): Promise<number> {
+    const text = await request(`${t.app.url}/metrics`).then((r) => r.body.text());
+    return Number(/^flashsale_graphql_in_flight (\d+)/m.exec(text)?.[1]);
+  }
+
+  for (const mode of [
+    { name: 'single connection (reservations) at /graphql/stream', url: '/graphql/stream', singleConnection: true },
+    { name: 'distinct connections at /graphql/stream', url: '/graphql/stream', singleConnection: false },
+    { name: "distinct connections at /graphql (Yoga's own SSE)", url: '/graphql', singleConnection: false },
+  ]) {
+    it(`${mode.name}: the current stock, then the event a purchase causes; an open stream is not work in flight`, async () => {
+      const { saleId, itemIds } = await createSale(t, { stock: 7 });
+      const client = createSseClient({ url: `${t.app.url}${mode.url}`, singleConnection: mode.singleConnection, fetchFn: fetch, retryAttempts: 0 });
+      const events: Stock[] = [];
+      let failed: unknown = null;
+      const stop = client.subscribe<Stock>({ query: STOCK, variables: { saleId } }, {
+        next: (r) => {
+          if (r.errors) failed = r.errors;
+          if (r.data) events.push(r.data as Stock);
+        },
+        error: (e) => (failed = e),
+        complete: () => undefined,
+      });
+      try {
+        await eventually(async () => events.length > 0 || failed, 10_000);
+        expect(failed).toBeNull();
+        expect(events[0].stockChanged).toEqual({ saleId, items: [{ saleItemId: itemIds[0], available: 7, sold: 0 }] });
+        expect(await inFlight()).toBe(0);
+        await buy(itemIds[0], `sse-${mode.url}-${mode.singleConnection}`);
+        await eventually(async () => events.some((e) => e.stockChanged.items[0].sold === 1), 10_000);
+        expect(events.at(-1)!.stockChanged.items[0]).toEqual({ saleItemId: itemIds[0], available: 6, sold: 1 });
+        expect(await inFlight()).toBe(0);
+      } finally {
+        stop();
+        client.dispose();
+      }
+    });
+  }
 });

@@ -107,7 +107,7 @@ function corsOptions(origins: string): Hardening['cors'] {
   const list = origins.split(',').map((o) => o.trim()).filter(Boolean);
   if (list.length === 0) return false;
   // Bearer tokens, not cookies: credentialed cross-origin requests are never needed.
-  return { origin: list.includes('*') ? '*' : list, methods: ['GET', 'POST', 'OPTIONS'], credentials: false, maxAge: 600 };
+  return { origin: list.includes('*') ? '*' : list, methods: ['GET', 'POST', 'PUT', 'DELETE', 'OPTIONS'], credentials: false, maxAge: 600 };
 }
 
 function securityHeaders(config: Config): [string, string][] {
