@@ -8,7 +8,7 @@ import { createDb, ensureDatabase, migrateToLatest, type Db } from './db/databas
 import { DbRouter } from './db/read-routing.js';
 import { createLogger } from './logger.js';
 import { isLivePagePath, serveLivePage } from './live-page/serve.js';
-import { createRedis, createSubscriber, type RedisClient } from './redis.js';
+import { createRedis, createSubscriber, redisTarget, type RedisClient } from './redis.js';
 import type { Context } from './schema/context.js';
 import { schema } from './schema/index.js';
 import { createLoaders } from './schema/loaders.js';
@@ -57,9 +57,11 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   await migrateToLatest(untimedDb);
 
   const redisError = (err: Error, connection: string) => log.warn({ err: err.message, connection }, 'redis connection error');
-  const redis = createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, 'flashsale', redisError);
-  const publisher = createRedis(config.REDIS_URL, config.REDIS_CLUSTER_NODES, 'flashsale-pub', redisError);
-  const subscriberConnection = (name: string) => createSubscriber(config.REDIS_URL, config.REDIS_CLUSTER_NODES, name, redisError);
+  // Every connection follows REDIS_SENTINELS when set (src/redis.ts): commands, publisher, subscribers.
+  const target = redisTarget(config);
+  const redis = createRedis(target, 'flashsale', redisError);
+  const publisher = createRedis(target, 'flashsale-pub', redisError);
+  const subscriberConnection = (name: string) => createSubscriber(target, name, redisError);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const metrics = createMetrics(registry);

@@ -67,6 +67,14 @@ const schema = z
     DATABASE_READ_MAX_LAG_MS: z.coerce.number().int().min(100).max(600_000).default(2000),
     REDIS_URL: z.string().url().default('redis://127.0.0.1:6379/0'),
     REDIS_CLUSTER_NODES: z.string().optional(),
+    /**
+     * Redis Sentinel instead of one REDIS_URL host: "host:port,host:port" of the sentinels and the
+     * name of the primary they watch (both or neither). REDIS_URL's user, password and database
+     * still apply; its host and port are not used. Every connection (commands, publisher, pub/sub
+     * subscribers) asks the sentinels for the current primary and follows a failover.
+     */
+    REDIS_SENTINELS: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),
+    REDIS_SENTINEL_NAME: z.preprocess((v) => (v === '' ? undefined : v), z.string().optional()),
     REDIS_PREFIX: z.string().max(64).default('fs:'),
     JWT_SECRET: z.string().min(8).default(DEV_JWT_SECRET),
     JWT_JWKS_URL: z.string().url().optional(),
@@ -244,6 +252,17 @@ const schema = z
     }
     if (env.DATA_KEY === DEV_DATA_KEY) {
       ctx.addIssue({ code: 'custom', path: ['DATA_KEY'], message: 'the development default is refused when NODE_ENV=production; set 32 random bytes, base64' });
+    }
+  })
+  .superRefine((env, ctx) => {
+    if ((env.REDIS_SENTINELS === undefined) !== (env.REDIS_SENTINEL_NAME === undefined)) {
+      const missing = env.REDIS_SENTINELS === undefined ? 'REDIS_SENTINELS' : 'REDIS_SENTINEL_NAME';
+      ctx.addIssue({ code: 'custom', path: [missing], message: 'REDIS_SENTINELS and REDIS_SENTINEL_NAME go together: set both (sentinel addresses and the primary\'s name) or neither' });
+    }
+    if (env.REDIS_SENTINELS !== undefined) {
+      const bad = env.REDIS_SENTINELS.split(',').map((a) => a.trim()).filter((a) => !/^[^\s:,]+:\d{1,5}$/.test(a) || Number(a.split(':').pop()) > 65535);
+      if (bad.length) ctx.addIssue({ code: 'custom', path: ['REDIS_SENTINELS'], message: `must be a comma-separated list of host:port (not ${bad.map((b) => JSON.stringify(b)).join(', ')})` });
+      if (env.REDIS_CLUSTER_NODES !== undefined) ctx.addIssue({ code: 'custom', path: ['REDIS_SENTINELS'], message: 'use either REDIS_SENTINELS or REDIS_CLUSTER_NODES, not both (a cluster fails over by itself)' });
     }
   })
   .superRefine((env, ctx) => {

@@ -13,7 +13,7 @@ const saleId = env.CEILING_SALE_ID!;
 const itemId = env.CEILING_ITEM_ID!;
 
 if (cluster.isPrimary) {
-  const redis = createRedis(env.REDIS_URL ?? 'redis://127.0.0.1:6379/0', undefined, 'bench-ceiling-init');
+  const redis = createRedis({ url: env.REDIS_URL ?? 'redis://127.0.0.1:6379/0' }, 'bench-ceiling-init');
   const engine = new StockEngine(redis, env.REDIS_PREFIX!);
   const now = Date.now();
   await engine.initSale(saleId, {
@@ -33,7 +33,7 @@ if (cluster.isPrimary && workers > 1) {
     if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
   });
 } else {
-  const redis = createRedis(env.REDIS_URL ?? 'redis://127.0.0.1:6379/0', undefined, 'bench-ceiling');
+  const redis = createRedis({ url: env.REDIS_URL ?? 'redis://127.0.0.1:6379/0' }, 'bench-ceiling');
   const engine = new StockEngine(redis, env.REDIS_PREFIX!);
   const server = createServer((req, res) => {
     if (req.url === '/ready') {

@@ -41,18 +41,27 @@ export class HoldSweeper {
   private async resolveConfirming(saleId: string, reservationIds: string[]): Promise<void> {
     const orders = await this.orders.byReservationIds(reservationIds);
     const byReservation = new Map(orders.map((o) => [o.reservation_id, o]));
+    let confirmed = false;
     for (const id of reservationIds) {
       const order = byReservation.get(id);
       if (order) {
         await this.engine.confirm(saleId, id, order.id);
         // Cancelled while its hold was still confirming: the units go back now.
         if (order.status === 'CANCELLED') await this.engine.cancelOrder(saleId, id, order.id);
+        confirmed = true;
+        void this.events.reservationChanged(saleId, id, order.customer_id);
         this.log.info({ saleId, reservationId: id, orderId: order.id, status: order.status }, 'resolved an interrupted confirmation: confirmed');
       } else {
         const r = await this.engine.release(saleId, id, '', 'CONFIRM_FAILED', true);
         await this.events.holdsEnded(saleId, r.ended);
         this.log.info({ saleId, reservationId: id }, 'resolved an interrupted confirmation: released');
       }
+    }
+    // Reserved units became sold (a confirm interrupted by a Redis failover, say): stock
+    // subscribers hear it like any other change, else their last state would stay stale.
+    if (confirmed) {
+      await this.events.stockChanged(saleId);
+      await this.events.saleChanged(saleId);
     }
   }
 }
