@@ -16,7 +16,7 @@ import { errorBodies, errorCodes, maskError } from './server/error-codes.js';
 import { FastLane } from './server/fast-lane.js';
 import { GraphqlSse } from './server/graphql-sse.js';
 import { PersistedOperations } from './server/persisted-operations.js';
-import { graphiqlOptions } from './server/graphiql-examples.js';
+import { graphiqlOptions, renderGraphiQL } from './server/graphiql-examples.js';
 import { createHardening } from './server/hardening.js';
 import { LoadShedder, withLoadShedding } from './server/load-shedding.js';
 import { createMetrics } from './server/metrics.js';
@@ -73,6 +73,7 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     primary: db, replica: replica ? replica.db.withPlugin(metrics.postgres) : null, redis, prefix: config.REDIS_PREFIX,
     maxLagMs: config.DATABASE_READ_MAX_LAG_MS, registry, log: log.child({ source: 'read-replica' }),
   });
+  replica?.pool.on('error', (err: Error) => reads.replicaFailed(err.message));
   await reads.start();
   const services = createServices({
     db, reads, redis, publisher, prefix: config.REDIS_PREFIX, jwtSecret: config.JWT_SECRET, jwksUrl: config.JWT_JWKS_URL,
@@ -105,6 +106,8 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     cors: hardening.cors,
     batching: hardening.batching,
     graphiql: graphiqlOptions(config.GRAPHIQL ?? config.NODE_ENV !== 'production'),
+    // GraphiQL's scripts and styles from node_modules, inlined in the page: no CDN, works offline.
+    renderGraphiQL,
     landingPage: false,
     logging: log.child({ source: 'yoga' }),
     maskedErrors: { maskError },

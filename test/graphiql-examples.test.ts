@@ -8,11 +8,12 @@ import { startTestServer, type TestServer } from './support/harness.js';
 const browser = { accept: 'text/html' };
 
 describe('GraphiQL examples', () => {
-  it('are valid operations against the schema: a sales query, a purchase and a subscription', () => {
+  it('are valid operations against the schema: Sales, Buy, Me and a subscription', () => {
     const document = parse(EXAMPLE_OPERATIONS);
     expect(validate(schema, document)).toEqual([]);
     const kinds = document.definitions.map((d) => ('operation' in d ? d.operation : d.kind));
-    expect(kinds).toEqual(['query', 'mutation', 'subscription']);
+    expect(kinds).toEqual(['query', 'mutation', 'query', 'subscription']);
+    expect(document.definitions.map((d) => ('name' in d ? d.name?.value : null))).toEqual(['Sales', 'Buy', 'Me', 'WatchStock']);
     expect(JSON.parse(EXAMPLE_HEADERS)).toEqual({ Authorization: 'Bearer <run: npm run token -- alice>' });
   });
 
@@ -29,6 +30,7 @@ describe('GraphiQL examples', () => {
       const html = await res.body.text();
       expect(res.statusCode).toBe(200);
       expect(html).toContain('mutation Buy');
+      expect(html).toContain('query Me');
       expect(html).toContain('subscription WatchStock');
       expect(html).toContain('npm run token -- alice');
     });

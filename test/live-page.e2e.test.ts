@@ -1,81 +1,34 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { BrowserContext, ConsoleMessage, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, ensureBrowser, openPage as openUrl, SCREENSHOTS, type Browser } from './support/chromium.js';
 import { createSale } from './support/fixtures.js';
 import { startTestServer, type TestServer } from './support/harness.js';
 import { CREATE_PRODUCT, PURCHASE, SALE, SCHEDULE_SALE } from './support/operations.js';
 
 // The live page and the storefront, driven in Debian's headless Chromium by playwright-core
-// (never a downloaded browser: this machine's network reaches only Debian's and npm's registries).
-
-const CHROMIUM = '/usr/bin/chromium';
-const SCREENSHOTS = join(process.cwd(), 'test-results');
-// Without the background-networking flags Chromium keeps dialling Google's hosts, which a closed
-// network refuses; the profile is a fresh empty directory per run.
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
-/** Installs what the browser tests need when it is missing; answers why they cannot run, or null. */
-function ensureBrowser(): string | null {
-  if (!existsSync(CHROMIUM)) {
-    if (process.getuid?.() !== 0) return `${CHROMIUM} is missing and installing it needs root (apt-get install chromium)`;
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    const update = spawnSync('apt-get', ['update', '-qq'], { env, stdio: 'inherit', timeout: 300_000 });
-    const install = spawnSync('apt-get', ['install', '-y', '-qq', 'chromium'], { env, stdio: 'inherit', timeout: 600_000 });
-    if (!existsSync(CHROMIUM)) return `${CHROMIUM} is missing and apt-get could not install it (update exit ${update.status}, install exit ${install.status})`;
-  }
-  const require = createRequire(import.meta.url);
-  try {
-    require.resolve('playwright-core');
-  } catch {
-    // A devDependency, so only a partial install gets here; --no-save leaves package.json alone.
-    const npm = spawnSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', 'playwright-core'], { stdio: 'inherit', timeout: 300_000 });
-    try {
-      require.resolve('playwright-core');
-    } catch {
-      return `playwright-core is not installed and npm could not install it (exit ${npm.status})`;
-    }
-  }
-  return null;
-}
+// (test/support/chromium.ts: never a downloaded browser).
 
 const browserProblem = ensureBrowser();
 if (browserProblem) console.warn(`SKIPPING the live page browser tests: ${browserProblem}`);
 
 let t: TestServer;
-let context: BrowserContext;
-let profileDir: string;
+let browser: Browser;
 
 beforeAll(async () => {
   if (browserProblem) return;
   // The storm comes from one test process; per-customer limits are what this test is about, not per-IP ones.
   t = await startTestServer('livepage', { RATE_LIMIT_BUYING_PER_IP: '1000000/1s' });
-  const { chromium } = await import('playwright-core');
-  profileDir = mkdtempSync(join(tmpdir(), 'live-page-chromium-'));
-  context = await chromium.launchPersistentContext(profileDir, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport: { width: 1100, height: 900 } });
-  mkdirSync(SCREENSHOTS, { recursive: true });
+  browser = await launchChromium('live-page');
 }, 120_000);
 
 afterAll(async () => {
-  await context?.close().catch(() => undefined);
-  if (profileDir) rmSync(profileDir, { recursive: true, force: true });
+  await browser?.close();
   await t?.close();
 });
 
 /** A page that records script errors, failed loads and CSP refusals, so a test can insist there were none. */
-async function openPage(path: string): Promise<{ page: Page; pageErrors: string[] }> {
-  const page = await context.newPage();
-  const pageErrors: string[] = [];
-  page.on('pageerror', (err) => pageErrors.push(`${path}: ${err.message}`));
-  page.on('console', (msg: ConsoleMessage) => {
-    if (msg.type() === 'error') pageErrors.push(`${path}: ${msg.text()} (${msg.location().url})`);
-  });
-  await page.goto(`${t.app.url}${path}`);
-  return { page, pageErrors };
-}
+const openPage = (path: string) => openUrl(browser.context, `${t.app.url}${path}`);
 
 const text = (page: Page, selector: string) => page.locator(selector).first().textContent({ timeout: 5000 });
 

@@ -1,8 +1,9 @@
+import { renderGraphiQL as renderSelfHosted } from '@graphql-yoga/render-graphiql';
 import type { GraphiQLOptions } from 'graphql-yoga';
 
 /**
- * The document a first-time visitor finds in GraphiQL: the three things one does with this API
- * (browse sales, buy, watch stock live). Each operation is named, so GraphiQL's run button offers
+ * The document a first-time visitor finds in GraphiQL: the things one does with this API
+ * (browse sales, buy, see one's orders, watch stock live). Each operation is named, so GraphiQL's run button offers
  * a choice; the variables editor shows what to paste where.
  */
 export const EXAMPLE_OPERATIONS = /* GraphQL */ `# Flash-sale API: pick an operation with the run button.
@@ -33,6 +34,11 @@ mutation Buy($item: ID!) {
   }
 }
 
+# Who the token in the Headers tab is, with their orders (null without a token).
+query Me {
+  me { id tier orders(first: 5) { edges { node { id quantity totalCents status } } } }
+}
+
 # Live stock of one sale ({ "sale": "<sale id>" }): the current state first, then every change.
 subscription WatchStock($sale: ID!) {
   stockChanged(saleId: $sale) { saleId status version items { saleItemId available reserved sold } }
@@ -46,4 +52,19 @@ export const EXAMPLE_HEADERS = JSON.stringify({ Authorization: 'Bearer <run: npm
 export function graphiqlOptions(enabled: boolean): GraphiQLOptions | false {
   if (!enabled) return false;
   return { title: 'Flash-sale API', defaultQuery: EXAMPLE_OPERATIONS, headers: EXAMPLE_HEADERS };
+}
+
+let rendered: { key: string; html: string } | null = null;
+
+/**
+ * Yoga's `renderGraphiQL`: the page with GraphiQL's scripts, styles and editor workers inlined
+ * from node_modules (`@graphql-yoga/render-graphiql`), so it needs no CDN and works offline.
+ * (Yoga's default page loads them from unpkg at a pinned `@graphql-yoga/graphiql` 4 whose wrapper
+ * passed its welcome comment as the initial query, which wins over `defaultQuery`: the examples
+ * never showed.) The page is ~9 MB, so it is built once per set of options, not per request.
+ */
+export function renderGraphiQL(options: GraphiQLOptions): string {
+  const key = JSON.stringify(options);
+  if (rendered?.key !== key) rendered = { key, html: renderSelfHosted(options) };
+  return rendered.html;
 }
