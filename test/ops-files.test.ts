@@ -176,7 +176,9 @@ describe('docker-compose.yml', () => {
     const cmd = /^CMD (\[.*\])$/m.exec(read('Dockerfile'));
     expect(JSON.parse(cmd![1])).toEqual(['node', ...command]);
     expect(read('Dockerfile')).toMatch(/^RUN npm run build$/m);
-    expect((JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts.start).toBe(`npm run build && node ${command.join(' ')}`);
+    expect((JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts.start).toBe(`exec node ${command.join(' ')}`);
+    // Built first by prestart, and the shell execs node: a signal to npm reaches the server (test/npm-start.test.ts).
+    expect((JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts.prestart).toBe('npm run build');
   });
 
   it('starts each service after what it needs, and only waits for health where there is a healthcheck', () => {
