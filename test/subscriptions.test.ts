@@ -167,15 +167,28 @@ describe('WebSocket transport', () => {
     await again.waitFor(() => true);
   });
 
-  it('closes the socket with 4401 when the token expires', async () => {
+  it('ends only the viewer\'s subscriptions with UNAUTHENTICATED when the token expires: the socket and public streams stay', async () => {
+    const { saleId, itemIds } = await createSale(t, { stock: 5 });
     const { token, expiresAt } = await t.tokens.sign('short-lived', 'customer', 2);
     const c = client(token);
-    const sub = new Recorder(c, ORDER_CHANGED);
+    const mine = new Recorder(c, ORDER_CHANGED);
+    const stock = new Recorder<{ stockChanged: StockUpdate }>(c, STOCK_CHANGED, { saleId });
+    await stock.waitFor((d) => d.stockChanged.items[0].sold === 0);
     await new Promise((r) => setTimeout(r, 300));
-    expect(sub.error).toBeNull();
-    await eventually(async () => c.closes.length > 0, 5000);
-    expect(c.closes[0]).toBe(4401);
+    expect(mine.error).toBeNull();
+    const [ended] = await mine.refusal(5000);
+    expect(ended.extensions?.code).toBe('UNAUTHENTICATED');
     expect(Date.now()).toBeGreaterThanOrEqual(expiresAt.getTime() - 1000);
+    expect(c.closes).toEqual([]);
+    // The public stream goes on over the same socket...
+    const bought = await t.client.gql(PURCHASE, { input: { saleItemId: itemIds[0], quantity: 1, idempotencyKey: 'expiry-1' } }, await t.token('still-valid'));
+    expect(bought.data.purchase.__typename).toBe('PurchaseSuccess');
+    await stock.waitFor((d) => d.stockChanged.items[0].sold === 1);
+    expect(stock.error).toBeNull();
+    // ...and what it subscribes next is anonymous: viewer streams are refused, public ones served.
+    expect((await new Recorder(c, ORDER_CHANGED).refusal())[0].extensions?.code).toBe('UNAUTHENTICATED');
+    await new Recorder<{ stockChanged: StockUpdate }>(c, STOCK_CHANGED, { saleId }).waitFor((d) => d.stockChanged.items[0].sold === 1);
+    expect(c.closes).toEqual([]);
   });
 });
 

@@ -151,8 +151,10 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
       const exp = expiryOf(connection.authorization);
       // Beyond setTimeout's range (~24 days) Node would fire at once; re-verification at subscribe still applies.
       if (exp !== null && exp - Date.now() < MAX_TIMER_MS) {
-        // Long-lived sockets would otherwise outlive the token; the client reconnects with a fresh one.
-        connection.expiryTimer = setTimeout(() => ctx.extra.socket.close(CloseCode.Unauthorized, 'Token expired'), Math.max(0, exp - Date.now()));
+        // The viewer's streams must not outlive the token; public ones (and the socket) go on, so
+        // a client that renews its token resubscribes only what needed it (a close would be fatal
+        // to graphql-ws clients and end the public streams too).
+        connection.expiryTimer = setTimeout(() => connection.tokenExpired(), Math.max(0, exp - Date.now()));
         connection.expiryTimer.unref();
       }
       return true;
@@ -191,6 +193,7 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
         shareable.set(payload.query, { id: nextId++, query: payload.query, schema, document });
       }
       const roots: EnvelopedRoots = { execute, subscribe };
+      if (ctx.extra.connection.authorization !== null && !isShareableSubscription(schema, document)) ctx.extra.connection.viewerBound.add(id);
       if (getOperationAST(document, payload.operationName)?.operation !== 'subscription') {
         const ids = answering.get(ctx.extra.connection) ?? new Set<string>();
         answering.set(ctx.extra.connection, ids.add(id));
@@ -203,6 +206,10 @@ export function attachWebSocket(o: WebSocketOptions): WebSocketEndpoint {
         contextValue: await contextFactory(),
         rootValue: roots,
       };
+    },
+    onOperation: (ctx, id, _payload, _args, result) => {
+      if (!ctx.extra.connection.viewerBound.delete(id) || !isAsyncIterable(result)) return undefined;
+      return ctx.extra.connection.untilTokenExpires(result);
     },
     execute: (args) => (args.rootValue as EnvelopedRoots).execute(args),
     subscribe: (args) => (args.rootValue as EnvelopedRoots).subscribe(args),
@@ -354,6 +361,10 @@ class Connection implements GraphqlWsSocket {
   /** The connection_init payload's authorization, re-verified at every subscribe so expiry is honoured. */
   authorization: string | null = null;
   expiryTimer: NodeJS.Timeout | null = null;
+  /** Subscriptions being started with the viewer's token that are not public: they end when it expires. */
+  readonly viewerBound = new Set<string>();
+  /** Stops each running viewer-bound subscription with UNAUTHENTICATED; set while any runs. */
+  private readonly onTokenExpired = new Set<() => void>();
   /** A ping went out and its pong has not come back yet. */
   awaitingPong = false;
   /** graphql-ws' context, from connection_init on. */
@@ -511,6 +522,38 @@ class Connection implements GraphqlWsSocket {
     broadcast.stop();
     this.log.warn({ err }, 'shared subscription failed');
     void this.send(JSON.stringify({ id: broadcast.id, type: MessageType.Error, payload: [{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] }));
+  }
+
+  /**
+   * The token of connection_init expired: later subscribes are anonymous (viewer streams answer
+   * UNAUTHENTICATED, as over HTTP) and each running viewer-bound subscription ends with an error.
+   */
+  tokenExpired(): void {
+    this.authorization = null;
+    for (const stop of [...this.onTokenExpired]) stop();
+  }
+
+  /** The subscription's events until the token expires, then an UNAUTHENTICATED error (graphql-ws sends it as the subscription's `error`). */
+  untilTokenExpires<T>(events: AsyncIterable<T>): AsyncGenerator<T> {
+    const connection = this;
+    return (async function* () {
+      const iterator = events[Symbol.asyncIterator]();
+      let stop!: () => void;
+      const expired = new Promise<'expired'>((resolve) => (stop = () => resolve('expired')));
+      connection.onTokenExpired.add(stop);
+      try {
+        if (connection.authorization === null) stop();
+        for (;;) {
+          const next = await Promise.race([iterator.next(), expired]);
+          if (next === 'expired') throw new GraphQLError('Your token expired: subscribe again with a fresh one.', { extensions: { code: 'UNAUTHENTICATED' } });
+          if (next.done) return;
+          yield next.value;
+        }
+      } finally {
+        connection.onTokenExpired.delete(stop);
+        void iterator.return?.();
+      }
+    })();
   }
 
   /** The socket closed: every broadcast stops (graphql-ws stops its own subscriptions). */
@@ -689,6 +732,10 @@ function requestOf(req: IncomingMessage, authorization: string | null): Request 
 }
 
 /** The token's exp in ms; read only after the token was verified, so its payload is trusted. */
+function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
+  return typeof (value as AsyncIterable<unknown> | null)?.[Symbol.asyncIterator] === 'function';
+}
+
 function expiryOf(authorization: string | null): number | null {
   const token = authorization?.trim().split(/\s+/)[1];
   if (!token) return null;
