@@ -7,7 +7,9 @@ import type { Config } from './config.js';
 import { createDb, ensureDatabase, migrateToLatest, type Db } from './db/database.js';
 import { DbRouter } from './db/read-routing.js';
 import { createLogger } from './logger.js';
-import { isLivePagePath, serveLivePage } from './live-page/serve.js';
+import { SaleDirectory } from './live-page/directory.js';
+import { startUrls } from './live-page/landing.js';
+import { isPagePath, servePage } from './live-page/serve.js';
 import { createRedis, createSubscriber, redisTarget, type RedisClient } from './redis.js';
 import type { Context } from './schema/context.js';
 import { schema } from './schema/index.js';
@@ -86,9 +88,11 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   await services.tiers.start();
 
   const seedWanted = config.SEED_SAMPLE_SALE ?? (config.NODE_ENV === 'development');
+  let sampleSaleId: string | null = null;
   if (seedWanted && config.NODE_ENV !== 'production') {
-    const saleId = await seedSampleSale(db, services.catalog, services.sales);
-    if (saleId) log.info({ saleId }, 'sample sale "1,000 phones" is ACTIVE');
+    const sample = await seedSampleSale(db, services.catalog, services.sales);
+    sampleSaleId = sample?.saleId ?? null;
+    if (sample?.created) log.info({ saleId: sample.saleId }, 'sample sale "1,000 phones" is ACTIVE');
   }
 
   const hardening = createHardening(config);
@@ -174,6 +178,8 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   await cacheEvents?.start(services.events);
   const metricsEndpoint = new MetricsEndpoint(registry, config, log.child({ source: 'metrics' }));
   const fastLane = new FastLane(yoga as unknown as ConstructorParameters<typeof FastLane>[0], persisted, registry, hardening.cors, responseCache);
+  // The landing page, the /live index and the sale pages (src/live-page/serve.ts).
+  const pages = { directory: new SaleDirectory(db), graphiql: config.GRAPHIQL ?? config.NODE_ENV !== 'production' };
   const server = createServer(hardening.serverOptions, async (req: IncomingMessage, res: ServerResponse) => {
     hardening.applyHeaders(res);
     const path = req.url?.split('?')[0];
@@ -199,8 +205,8 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
       await metricsEndpoint.serveOnApiPort(req, res);
       return;
     }
-    if (isLivePagePath(path)) {
-      serveLivePage(req, res, path);
+    if (isPagePath(path)) {
+      await servePage(req, res, path, pages);
       return;
     }
     shedder.track(req, res);
@@ -235,6 +241,9 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.HOST}:${port}`;
   log.info({ url: `${url}/graphql` }, 'flash-sale API listening');
+  // Every start, not only the one that seeded: where a browser should go.
+  const open = startUrls(url, { graphiql: pages.graphiql, sampleSaleId });
+  log.info(open.urls, open.msg);
   await metricsEndpoint.listen();
 
   let stopping: Promise<void> | null = null;

@@ -13,11 +13,14 @@ if (browserProblem) console.warn(`SKIPPING the GraphiQL browser tests: ${browser
 
 let t: TestServer;
 let browser: Browser;
+/** Requests the pages made to anywhere but this machine (aborted). */
+const blocked: string[] = [];
 
 beforeAll(async () => {
   if (browserProblem) return;
   t = await startTestServer('graphiql-browser', { GRAPHIQL: 'true' });
   browser = await launchChromium('graphiql');
+  await offline(browser.context, blocked);
 }, 120_000);
 
 afterAll(async () => {
@@ -37,8 +40,6 @@ const shown = (s: string) => s.replace(/\u00a0/g, ' ');
 describe.skipIf(browserProblem !== null)('GraphiQL in headless Chromium, offline', () => {
   it('renders from this server alone, opens with the example operations and the token hint, and runs Sales', async () => {
     await createSale(t, { stock: 7 });
-    const blocked: string[] = [];
-    await offline(browser.context, blocked);
     const { page, pageErrors } = await openPage(browser.context, `${t.app.url}/graphql`);
 
     const query = page.locator('.graphiql-query-editor');
@@ -66,6 +67,32 @@ describe.skipIf(browserProblem !== null)('GraphiQL in headless Chromium, offline
     expect(answer).not.toMatch(/Syntax Error|"errors"/);
 
     await page.screenshot({ path: join(SCREENSHOTS, 'graphiql.png') });
+
+    // A reload reopens the same tab (GraphiQL 5 alone opened a new, empty one: "Unexpected <EOF>").
+    await page.reload();
+    await expect.poll(() => query.isVisible(), { timeout: 30_000 }).toBe(true);
+    await expect.poll(() => query.innerText().then(shown), { timeout: 20_000 }).toContain('query Sales');
+    const tabs = await page.evaluate(() => JSON.parse(localStorage.getItem('graphiql:tabState') ?? '{}').tabs?.length);
+    expect(tabs).toBe(1);
+    expect(blocked).toEqual([]);
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  }, 90_000);
+
+  it('the landing page renders, lists a current sale with its pages, and its GraphiQL link opens GraphiQL', async () => {
+    const { saleId } = await createSale(t, { stock: 3 });
+    const { page, pageErrors } = await openPage(browser.context, `${t.app.url}/`);
+    expect(await page.locator('h1').textContent()).toBe('Flash-sale API');
+    const row = page.locator(`#live-sales li[data-sale-id="${saleId}"]`);
+    await expect.poll(() => row.count(), { timeout: 5000 }).toBe(1);
+    expect(await row.locator('a').evaluateAll((as) => as.map((a) => (a as HTMLAnchorElement).pathname))).toEqual([`/live/${saleId}`, `/live/${saleId}/shop`]);
+    await page.screenshot({ path: join(SCREENSHOTS, 'landing-page.png'), fullPage: true });
+
+    await page.locator('#graphiql-link').click();
+    await page.waitForURL(`${t.app.url}/graphql`);
+    const query = page.locator('.graphiql-query-editor');
+    await expect.poll(() => query.isVisible(), { timeout: 30_000 }).toBe(true);
+    await expect.poll(() => query.innerText().then(shown), { timeout: 20_000 }).toContain('query Sales');
     expect(blocked).toEqual([]);
     expect(pageErrors).toEqual([]);
     await page.close();

@@ -1,13 +1,16 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { SaleDirectory } from './directory.js';
+import { renderLanding, renderLiveIndex } from './landing.js';
 
 /**
- * The live sale page (`/live/<saleId>`) and the storefront example (`/live/<saleId>/shop`): static
- * files read once at start, no build step. Both pages are plain clients of the public API (HTTP
+ * The landing page (`/`), the index of live sales (`/live`), the live sale page (`/live/<saleId>`)
+ * and the storefront example (`/live/<saleId>/shop`), and the docs when the checkout has them
+ * (`/docs/...`). The sale pages are static files read once at start, no build step. Both pages are plain clients of the public API (HTTP
  * POST and graphql-ws at `/graphql`), so they hold no server-side state and reveal nothing that
  * an anonymous GraphQL client could not read.
  */
@@ -49,18 +52,49 @@ const SALE_PATH = /^\/live\/([A-Za-z0-9._~-]{1,64})(\/shop)?\/?$/;
  */
 const PAGE_POLICY = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'";
 
-export function isLivePagePath(path: string | undefined): path is string {
-  return path === '/live' || (path?.startsWith('/live/') ?? false);
+/**
+ * The README and the contract, from the checkout beside `src/` or `dist/`; a production image
+ * (only `dist/`) has neither, and its landing page then names them instead of linking.
+ */
+const root = join(here, '..', '..');
+const docs: ReadonlyMap<string, StaticFile & { title: string }> = new Map(
+  ([['README.md', 'README', join(root, 'README.md')], ['CONTRACT.md', 'API contract', join(root, 'contract', 'CONTRACT.md')]] as const)
+    .filter(([, , file]) => existsSync(file))
+    .map(([name, title, file]) => [name, { ...load(file, 'text/plain; charset=utf-8'), title }]),
+);
+
+export interface PagesOptions {
+  directory: SaleDirectory;
+  /** Whether `/graphql` serves GraphiQL, so the landing page links it. */
+  graphiql: boolean;
 }
 
-/** Answers any request under `/live`: the pages, their assets, or 404/405. */
-export function serveLivePage(req: IncomingMessage, res: ServerResponse, path: string): void {
+/** Every path the pages answer: `/`, `/live...`, `/docs/...`; the rest is GraphQL's. */
+export function isPagePath(path: string | undefined): path is string {
+  return path === '/' || path === '/live' || (path?.startsWith('/live/') ?? false) || (path?.startsWith('/docs/') ?? false);
+}
+
+/** Answers a request for which `isPagePath` holds: a page, an asset, a document, or 404/405. */
+export async function servePage(req: IncomingMessage, res: ServerResponse, path: string, opts: PagesOptions): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('Method not allowed\n');
     return;
   }
+  if (path === '/' || path === '/live' || path === '/live/') {
+    // A database that does not answer leaves the links to GraphiQL and the docs standing.
+    const sales = await opts.directory.current().catch(() => null);
+    const html = path === '/'
+      ? renderLanding(sales, { graphiql: opts.graphiql, docs: [...docs].map(([name, doc]) => [doc.title, `/docs/${name}`] as const) })
+      : renderLiveIndex(sales);
+    const body = Buffer.from(html);
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache', 'content-security-policy': policyFor(res), 'content-length': body.length });
+    res.end(req.method === 'HEAD' ? undefined : body);
+    return;
+  }
   let file: StaticFile | undefined;
-  if (path.startsWith('/live/assets/')) {
+  if (path.startsWith('/docs/')) {
+    file = docs.get(path.slice('/docs/'.length));
+  } else if (path.startsWith('/live/assets/')) {
     file = assets.get(path.slice('/live/assets/'.length));
   } else {
     const m = SALE_PATH.exec(path);
@@ -70,15 +104,12 @@ export function serveLivePage(req: IncomingMessage, res: ServerResponse, path: s
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('Not found\n');
     return;
   }
-  // Keep the deployment's frame-ancestors (set by the hardening headers) and add the page's own rules.
-  const existing = res.getHeader('content-security-policy');
-  const policy = typeof existing === 'string' && existing ? `${existing}; ${PAGE_POLICY}` : PAGE_POLICY;
   const headers = {
     'content-type': file.type,
     // No fingerprinted names without a build step, so browsers revalidate every time (a 304 is tiny).
     'cache-control': 'no-cache',
     etag: file.etag,
-    'content-security-policy': policy,
+    'content-security-policy': policyFor(res),
   };
   if (req.headers['if-none-match'] === file.etag) {
     res.writeHead(304, headers).end();
@@ -86,4 +117,10 @@ export function serveLivePage(req: IncomingMessage, res: ServerResponse, path: s
   }
   res.writeHead(200, { ...headers, 'content-length': file.body.length });
   res.end(req.method === 'HEAD' ? undefined : file.body);
+}
+
+/** Keeps the deployment's frame-ancestors (set by the hardening headers) and adds the page's own rules. */
+function policyFor(res: ServerResponse): string {
+  const existing = res.getHeader('content-security-policy');
+  return typeof existing === 'string' && existing ? `${existing}; ${PAGE_POLICY}` : PAGE_POLICY;
 }

@@ -57,14 +57,36 @@ export function graphiqlOptions(enabled: boolean): GraphiQLOptions | false {
 let rendered: { key: string; html: string } | null = null;
 
 /**
+ * GraphiQL 5 restores its saved tabs on a reload only when the `query`, `variables` and `headers`
+ * it keeps beside them match one of the tabs; the query editor writes `query` only once edited, so
+ * a reload before any edit opened a new, empty tab (Run: "Syntax Error: Unexpected <EOF>"). This
+ * runs first and mirrors the active tab into those keys, so the reload reopens it.
+ */
+const RESTORE_ACTIVE_TAB = `<script>
+try {
+  const state = JSON.parse(localStorage.getItem('graphiql:tabState') || 'null');
+  const tab = state && Array.isArray(state.tabs) ? state.tabs[state.activeTabIndex] : null;
+  if (tab) for (const key of ['query', 'variables', 'headers']) {
+    if (typeof tab[key] === 'string') localStorage.setItem('graphiql:' + key, tab[key]);
+    else localStorage.removeItem('graphiql:' + key);
+  }
+} catch (e) { /* no storage: GraphiQL starts from the examples */ }
+</script>`;
+
+/**
  * Yoga's `renderGraphiQL`: the page with GraphiQL's scripts, styles and editor workers inlined
  * from node_modules (`@graphql-yoga/render-graphiql`), so it needs no CDN and works offline.
- * (Yoga's default page loads them from unpkg at a pinned `@graphql-yoga/graphiql` 4 whose wrapper
+ * (Yoga's default page loads them from unpkg at a pinned `@graphql-yoga/graphiql` 4, whose wrapper
  * passed its welcome comment as the initial query, which wins over `defaultQuery`: the examples
  * never showed.) The page is ~9 MB, so it is built once per set of options, not per request.
  */
 export function renderGraphiQL(options: GraphiQLOptions): string {
   const key = JSON.stringify(options);
-  if (rendered?.key !== key) rendered = { key, html: renderSelfHosted(options) };
+  if (rendered?.key !== key) {
+    const html = renderSelfHosted(options);
+    const root = '<div id="root"></div>';
+    if (!html.includes(root)) throw new Error('@graphql-yoga/render-graphiql: the page has no root element any more; see src/server/graphiql-examples.ts');
+    rendered = { key, html: html.replace(root, `${root}\n${RESTORE_ACTIVE_TAB}`) };
+  }
   return rendered.html;
 }
