@@ -145,7 +145,8 @@ describe.skipIf(browserProblem !== null)('storefront page in headless Chromium',
     await page.locator('#email').fill(email);
     await page.locator('#password').fill('correct horse battery');
     await page.locator('#register').click();
-    await expect.poll(() => text(page, '#who'), { timeout: 10_000 }).toMatch(/^Signed in as .+\.$/);
+    // The email signed in with, not the opaque customer id.
+    await expect.poll(() => text(page, '#who'), { timeout: 10_000 }).toBe(`Signed in as ${email}.`);
 
     await page.locator(`button[data-buy="${itemId}"]`).click();
     await expect.poll(() => page.locator('#buy-result').getAttribute('data-kind'), { timeout: 10_000 }).toBe('success');
@@ -161,7 +162,54 @@ describe.skipIf(browserProblem !== null)('storefront page in headless Chromium',
     const orders = await t.client.gql(`query($saleId: ID!) { orders(saleId: $saleId) { edges { node { id quantity status } } } }`, { saleId }, t.admin);
     expect(orders.data.orders.edges.map((e: { node: unknown }) => e.node)).toEqual([{ id: orderId, quantity: 1, status: 'CONFIRMED' }]);
 
+    // The second unit reaches the limit of 2: the button is then disabled, says so, and looks it.
+    const buyButton = page.locator(`button[data-buy="${itemId}"]`);
+    await expect.poll(() => buyButton.isDisabled()).toBe(false);
+    expect(await buyButton.textContent()).toBe('Buy 1');
+    const enabledOpacity = await buyButton.evaluate((b) => Number(getComputedStyle(b).opacity));
+    await buyButton.click();
+    await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(2);
+    await expect.poll(() => buyButton.isDisabled()).toBe(true);
+    expect(await buyButton.textContent()).toBe('Limit reached');
+    expect(await buyButton.evaluate((b) => Number(getComputedStyle(b).opacity))).toBeLessThan(enabledOpacity);
+    // A reload keeps both: the email, and the limit (counted from the customer's orders).
+    await page.reload();
+    await expect.poll(() => text(page, '#who'), { timeout: 10_000 }).toBe(`Signed in as ${email}.`);
+    await expect.poll(() => page.locator(`button[data-buy="${itemId}"]`).textContent()).toBe('Limit reached');
+    expect(await page.locator(`button[data-buy="${itemId}"]`).isDisabled()).toBe(true);
+
     await page.screenshot({ path: join(SCREENSHOTS, 'shop-page.png'), fullPage: true });
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  }, 60_000);
+
+  it('a customer at the limit sees the button disabled after the server answers LIMIT_EXCEEDED for units bought elsewhere', async () => {
+    const { saleId, itemIds } = await createSale(t, { stock: 5, perUserLimit: 1 });
+    const token = await t.token('limit-elsewhere');
+    const { page, pageErrors } = await openPage(`/live/${saleId}/shop`);
+    await expect.poll(() => page.locator(`[data-item-id="${itemIds[0]}"]`).count()).toBe(1);
+    await page.locator('#token').fill(token);
+    await page.locator('#token-form button').click();
+    // A pasted token has no email: the customer id is all there is to show.
+    await expect.poll(() => text(page, '#who')).toBe('Signed in as limit-elsewhere.');
+    const button = page.locator(`button[data-buy="${itemIds[0]}"]`);
+    await expect.poll(() => button.isDisabled()).toBe(false);
+    // Bought in another tab while this one was open.
+    const elsewhere = await t.client.gql(PURCHASE, { input: { saleItemId: itemIds[0], quantity: 1, idempotencyKey: 'elsewhere-1' } }, token);
+    expect(elsewhere.data?.purchase.__typename).toBe('PurchaseSuccess');
+    await button.click();
+    await expect.poll(() => page.locator('#buy-result').getAttribute('data-kind'), { timeout: 10_000 }).toBe('error');
+    await expect.poll(() => button.isDisabled()).toBe(true);
+    expect(await button.textContent()).toBe('Limit reached');
+    expect(pageErrors).toEqual([]);
+    await page.close();
+  }, 60_000);
+
+  it('the live page counts a sale\'s remaining days as days: "ends in 6 d 23:59:..", not 167 hours', async () => {
+    const { saleId } = await createSale(t, { stock: 5, endsInMs: 7 * 24 * 3600_000 });
+    const { page, pageErrors } = await openPage(`/live/${saleId}`);
+    await expect.poll(() => text(page, '#clock-label')).toBe('Running for');
+    await expect.poll(() => text(page, '#clock-sub')).toMatch(/^ends in 6 d 23:5\d:\d\d$/);
     expect(pageErrors).toEqual([]);
     await page.close();
   }, 60_000);

@@ -125,16 +125,19 @@ export function money(minor, currency) {
   }
 }
 
-/** "1:02:03", "2:03" or "4.2 s" */
+/** "6 d 23:58:57", "1:02:03", "2:03" or "4.2 s" */
 export function duration(ms) {
   const negative = ms < 0;
   const abs = Math.abs(ms);
   if (abs < 10_000) return `${negative ? '-' : ''}${(abs / 1000).toFixed(1)} s`;
   const total = Math.floor(abs / 1000);
-  const hours = Math.floor(total / 3600);
+  const days = Math.floor(total / 86_400);
+  const hours = Math.floor((total % 86_400) / 3600);
   const minutes = Math.floor((total % 3600) / 60);
   const seconds = String(total % 60).padStart(2, '0');
-  const body = hours > 0 ? `${hours}:${String(minutes).padStart(2, '0')}:${seconds}` : `${minutes}:${seconds}`;
+  const body = days > 0
+    ? `${days} d ${String(hours).padStart(2, '0')}:${String(minutes).padStart(2, '0')}:${seconds}`
+    : hours > 0 ? `${hours}:${String(minutes).padStart(2, '0')}:${seconds}` : `${minutes}:${seconds}`;
   return `${negative ? '-' : ''}${body}`;
 }
 

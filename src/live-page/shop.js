@@ -25,6 +25,8 @@ const MY_ORDERS = `query MyOrders($saleId: ID) { me { orders(saleId: $saleId, fi
 
 /** Kept per tab: a reload keeps you signed in, closing the tab forgets the token. */
 const TOKEN_KEY = 'flashsale.token';
+/** The email signed in with (register/login), shown instead of the customer id; none for a pasted token. */
+const EMAIL_KEY = 'flashsale.email';
 /** Attempts per click for answers that say "try again" (network loss, 5xx, RATE_LIMITED, TEMPORARILY_UNAVAILABLE). */
 const MAX_ATTEMPTS = 5;
 /** Polling is the fallback when the queue subscription is unavailable, and a slow backstop when it works. */
@@ -41,10 +43,11 @@ const state = {
   clockOffset: 0,
   status: null,
   stockVersion: -1,
-  /** saleItemId → { available, button, availableText } */
+  /** saleItemId → { available, bought, limitHit, button, availableText } (bought: this customer's confirmed units; limitHit: the server answered LIMIT_EXCEEDED) */
   items: new Map(),
   token: null,
   customerId: null,
+  email: null,
   ticket: null,
   admissionToken: null,
   /** Stops the current queue watch (subscription and polling). */
@@ -85,7 +88,7 @@ function renderSale(sale) {
         button,
       ),
     );
-    state.items.set(item.id, { available: item.available, button, availableText });
+    state.items.set(item.id, { available: item.available, bought: 0, limitHit: false, button, availableText });
   }
   renderStock();
 }
@@ -111,19 +114,28 @@ function tickCountdown() {
   else setText($('countdown'), '');
 }
 
-/** Buying is offered when signed in, admitted (waiting-room sales), not over, and no other click is in flight. */
+/**
+ * Buying is offered when signed in, admitted (waiting-room sales), not over, in stock, below the
+ * customer's limit for the item, and no other click is in flight.
+ */
 function updateButtons() {
   const over = state.status === 'ENDED' || state.status === 'CANCELLED';
   const admitted = !state.sale?.waitingRoom || Boolean(state.admissionToken);
   for (const item of state.items.values()) {
-    item.button.disabled = !state.token || !admitted || over || state.buying;
+    const atLimit = Boolean(state.token) && state.sale != null && (item.bought >= state.sale.perUserLimit || item.limitHit);
+    const soldOut = item.available <= 0;
+    item.button.disabled = !state.token || !admitted || over || soldOut || atLimit || state.buying;
+    item.button.dataset.limitReached = String(atLimit);
+    const label = atLimit ? 'Limit reached' : soldOut ? 'Sold out' : 'Buy 1';
+    if (item.button.textContent !== label) item.button.textContent = label;
+    item.button.title = atLimit ? `You have bought the most one customer may (${state.sale.perUserLimit}).` : '';
   }
   $('join-queue').disabled = !state.token || over || state.ticket?.status === 'ADMITTED' || state.ticket?.status === 'WAITING' || state.ticket?.status === 'PENDING';
 }
 
 // ---------------------------------------------------------------- signing in
 
-async function signIn(token) {
+async function signIn(token, email = null) {
   let me;
   try {
     ({ me } = await gql(ME, {}, token));
@@ -137,8 +149,12 @@ async function signIn(token) {
   }
   state.token = token;
   state.customerId = me.id;
+  state.email = email;
   sessionStorage.setItem(TOKEN_KEY, token);
-  setText($('who'), `Signed in as ${me.id}.`);
+  if (email) sessionStorage.setItem(EMAIL_KEY, email);
+  else sessionStorage.removeItem(EMAIL_KEY);
+  // Whom the customer knows themselves as: the email they signed in with, else the token's id.
+  setText($('who'), `Signed in as ${email ?? me.id}.`);
   $('token-form').hidden = true;
   $('account-details').hidden = true;
   $('sign-out').hidden = false;
@@ -154,8 +170,10 @@ async function signIn(token) {
 
 function signOut() {
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(EMAIL_KEY);
   state.stopQueueWatch?.();
-  Object.assign(state, { token: null, customerId: null, ticket: null, admissionToken: null, stopQueueWatch: null });
+  Object.assign(state, { token: null, customerId: null, email: null, ticket: null, admissionToken: null, stopQueueWatch: null });
+  for (const item of state.items.values()) Object.assign(item, { bought: 0, limitHit: false });
   setText($('who'), 'Not signed in.');
   $('token-form').hidden = false;
   $('account-details').hidden = false;
@@ -170,10 +188,11 @@ async function onAccountSubmit(event) {
   event.preventDefault();
   const mutation = event.submitter?.value === 'login' ? LOGIN : REGISTER;
   const field = mutation === LOGIN ? 'login' : 'register';
+  const email = $('email').value.trim();
   try {
-    const data = await gql(mutation, { email: $('email').value.trim(), password: $('password').value });
+    const data = await gql(mutation, { email, password: $('password').value });
     $('password').value = '';
-    await signIn(data[field].token);
+    await signIn(data[field].token, email);
   } catch (err) {
     notice(err instanceof GraphqlError && err.code === 'RATE_LIMITED' ? `Too many attempts; try again in ${err.retryAfterSeconds ?? 60} s.` : err.message, 'error');
   }
@@ -314,6 +333,11 @@ async function buy(item) {
         await sleep((result.retryAfterSeconds ?? 1) * 1000);
         continue;
       }
+      if (result.code === 'LIMIT_EXCEEDED') {
+        // Bought or held elsewhere (another tab, a reservation): the server's word stands.
+        const entry = state.items.get(item.id);
+        if (entry) entry.limitHit = true;
+      }
       if (result.code === 'NOT_ADMITTED') {
         state.admissionToken = null;
         state.ticket = null;
@@ -334,6 +358,10 @@ async function loadOrders() {
   if (!state.token) return;
   const data = await gql(MY_ORDERS, { saleId: state.saleId }, state.token);
   const orders = data.me?.orders.edges.map((e) => e.node) ?? [];
+  const bought = new Map();
+  for (const o of orders) if (o.status !== 'CANCELLED') bought.set(o.saleItem.id, (bought.get(o.saleItem.id) ?? 0) + o.quantity);
+  for (const [id, item] of state.items) item.bought = bought.get(id) ?? 0;
+  updateButtons();
   $('orders').replaceChildren(
     ...orders.map((o) =>
       h('li', { 'data-order-id': o.id, 'data-status': o.status },
@@ -405,7 +433,7 @@ async function main() {
   });
 
   const saved = sessionStorage.getItem(TOKEN_KEY);
-  if (saved) await signIn(saved).catch(() => signOut());
+  if (saved) await signIn(saved, sessionStorage.getItem(EMAIL_KEY)).catch(() => signOut());
 }
 
 main().catch((err) => showProblem(`The page failed: ${err.message}`));
