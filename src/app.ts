@@ -15,6 +15,7 @@ import type { Context } from './schema/context.js';
 import { schema } from './schema/index.js';
 import { createLoaders } from './schema/loaders.js';
 import { errorBodies, errorCodes, maskError } from './server/error-codes.js';
+import { apqPlugin, RedisApqStore } from './server/apq.js';
 import { FastLane } from './server/fast-lane.js';
 import { GraphqlSse } from './server/graphql-sse.js';
 import { PersistedOperations } from './server/persisted-operations.js';
@@ -116,6 +117,14 @@ export async function startApp(config: Config, opts: { log?: Logger; workers?: b
     logging: log.child({ source: 'yoga' }),
     maskedErrors: { maskError },
     plugins: [
+      // Automatic persisted queries, registered in Redis for every instance (src/server/apq.ts); before
+      // the trusted documents, and only while arbitrary documents are accepted.
+      ...(config.APQ_ENABLED && persisted.allowsArbitraryOperations
+        ? [apqPlugin(new RedisApqStore({
+          redis, prefix: config.REDIS_PREFIX, persisted, ttlSeconds: config.APQ_TTL_SECONDS, maxQueryBytes: config.APQ_MAX_QUERY_BYTES,
+          log: log.child({ source: 'apq' }),
+        }))]
+        : []),
       persisted.plugin(),
       sse.plugin(),
       requestLogging(log.child({ source: 'graphql' })),

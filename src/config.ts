@@ -241,6 +241,16 @@ const schema = z
     RESPONSE_CACHE_ENABLED: boolish.default(true),
     /** The longest a shared answer is served even if no change was heard (a lost event, a late clock transition). */
     RESPONSE_CACHE_MAX_AGE_MS: z.coerce.number().int().min(1).max(10_000).default(1000),
+    /**
+     * Automatic persisted queries (Apollo's `persistedQuery` extension): a hash sent with its text
+     * is registered in Redis for every instance, so later requests send the hash alone
+     * (src/server/apq.ts). false: only the trusted documents' hashes are known.
+     */
+    APQ_ENABLED: boolish.default(true),
+    /** How long a registered text is kept in Redis; after that the client registers it again on its next NOT_FOUND. */
+    APQ_TTL_SECONDS: z.coerce.number().int().min(60).max(30 * 86_400).default(86_400),
+    /** Longer texts (UTF-8 bytes) are answered but not registered. */
+    APQ_MAX_QUERY_BYTES: z.coerce.number().int().min(256).max(1_048_576).default(16_384),
   })
   .superRefine((env, ctx) => {
     if (env.NODE_ENV !== 'production') return;

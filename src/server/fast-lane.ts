@@ -140,6 +140,12 @@ export class FastLane {
     if (query === undefined) {
       const id = PersistedOperations.idOf(params);
       if (id === null || this.persisted.get(id) === undefined) return null;
+    } else if (extensions != null && extensions.persistedQuery !== undefined) {
+      // An automatic persisted query's registration (src/server/apq.ts): its hash check may
+      // refuse it before execution, which only Yoga's full path answers; and it must never be a
+      // response-cache hit, which would skip registering it. Hash-only requests of registered
+      // (not trusted) hashes go to Yoga above, their text being in Redis.
+      return null;
     }
     return params as Params;
   }

@@ -11,6 +11,11 @@ import type { Plugin } from 'graphql-yoga';
  */
 export class PersistedOperations {
   private readonly byId: ReadonlyMap<string, string>;
+  /**
+   * Documents that are not trusted are accepted too. Automatic persisted queries (src/server/apq.ts)
+   * register only while this holds: with trusted documents only they would be a way around it.
+   */
+  readonly allowsArbitraryOperations = true;
 
   constructor(documents: Record<string, string>) {
     const byId = new Map<string, string>();
@@ -46,7 +51,7 @@ export class PersistedOperations {
    */
   plugin(): Plugin {
     return usePersistedOperations({
-      allowArbitraryOperations: true,
+      allowArbitraryOperations: this.allowsArbitraryOperations,
       extractPersistedOperationId: (params) => PersistedOperations.idOf(params as { documentId?: unknown; extensions?: unknown }),
       getPersistedOperation: (id) => this.get(id) ?? null,
       customErrors: {
