@@ -206,6 +206,28 @@ describe('c. live state rolled back to an older copy', () => {
     }
   });
 
+  it('a sale whose check fails never keeps the others from being checked and repaired', async () => {
+    const s = await startTestServer('integrity-check-all', { RATE_LIMIT_ENABLED: 'false', RECOVERY_INTERVAL_MS: '60000' });
+    try {
+      const broken = await createSale(s, { stock: 1 });
+      const lost = await createSale(s, { stock: 2 });
+      const { engine, ledger, events } = s.app.services;
+      const failing = Object.assign(Object.create(engine) as StockEngine, {
+        liveCheck: async (saleId: string) => {
+          if (saleId === broken.saleId) throw new Error('this sale cannot be checked');
+          return engine.liveCheck(saleId);
+        },
+      });
+      const recovery = new StockRecovery(s.app.db, s.app.redis, failing, ledger, events, new Registry(), pino({ level: 'silent' }), 3_600_000);
+      await s.app.redis.del(engine.keys.meta(lost.saleId));
+      expect(await engine.isLive(lost.saleId)).toBe(false);
+      await recovery.checkAll();
+      expect(await engine.isLive(lost.saleId)).toBe(true);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('an adjustment onto a stale live state is refused (TEMPORARILY_UNAVAILABLE) and the figures add up to PostgreSQL\'s stock', async () => {
     const { saleId, itemIds: [item] } = await createSale(t, { stock: 2 });
     const stockKey = `${t.app.services.engine.keys.base(saleId)}stock`;
