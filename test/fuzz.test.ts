@@ -25,8 +25,9 @@ const CASES = Number(process.env.FUZZ_CASES ?? 10_000);
 /** "17" or "100-150": only those cases, one at a time, each printed. */
 const ONLY = process.env.FUZZ_CASE === undefined ? null : process.env.FUZZ_CASE.split('-').map(Number);
 const CONCURRENCY = ONLY ? 1 : 50;
-// A path into node_modules, but not the relative source comments ("../../node_modules/…") bundled into GraphiQL's page.
-const STACK = [/\bat [^\s()]+ \([^)]*:\d+:\d+\)/, /\bat [^\s]*\.(ts|js|mjs|cjs):\d+/, /(?<!\.\.\/)node_modules\//, /\/work\/|\/src\/[a-z-]+\.ts/];
+// An absolute path (or file URL) into node_modules, not the relative source comments
+// ("// ../../node_modules/.pnpm/…/node_modules/…") bundled into GraphiQL's page.
+const STACK = [/\bat [^\s()]+ \([^)]*:\d+:\d+\)/, /\bat [^\s]*\.(ts|js|mjs|cjs):\d+/, /(?:file:\/\/\/?|(?:^|[\s"'(])\/)(?:[^\s"'()/]+\/)*node_modules\//, /\/work\/|\/src\/[a-z-]+\.ts/];
 
 const JWT_SECRET = 'fuzz-secret-of-the-test-server';
 const key = new TextEncoder().encode(JWT_SECRET);
