@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newChildId, newId } from '../src/services/ids.js';
@@ -227,6 +228,35 @@ describe('c. live state rolled back to an older copy', () => {
       await s.close();
     }
   });
+
+  it('a repair blocked by a transaction that never ends gives up (the others go on), and succeeds once it is gone', async () => {
+    const s = await startTestServer('integrity-fence-timeout', { RATE_LIMIT_ENABLED: 'false', RECOVERY_INTERVAL_MS: '60000' });
+    const locker = new pg.Client({ connectionString: s.app.config.DATABASE_URL });
+    try {
+      const stuck = await createSale(s, { stock: 1 });
+      const other = await createSale(s, { stock: 2 });
+      const { engine } = s.app.services;
+      // A session that vanished mid-transaction holding the sale row: the fence cannot get past it.
+      await locker.connect();
+      await locker.query('begin');
+      await locker.query('select 1 from sales where id = $1 for share', [stuck.saleId]);
+      for (const sale of [stuck, other]) await s.app.redis.del(engine.keys.meta(sale.saleId));
+      const started = Date.now();
+      await s.app.services.recovery.checkAll();
+      expect(Date.now() - started).toBeLessThan(8000);
+      expect(await engine.isLive(other.saleId)).toBe(true);
+      expect(await engine.isLive(stuck.saleId)).toBe(false);
+      await locker.query('rollback');
+      await s.app.services.recovery.checkAll();
+      expect(await engine.isLive(stuck.saleId)).toBe(true);
+      // Sessions idle in a transaction are ended by the server rather than holding locks for ever.
+      const setting = await sql<{ v: string }>`select current_setting('idle_in_transaction_session_timeout') as v`.execute(s.app.db);
+      expect(setting.rows[0].v).toBe('10s');
+    } finally {
+      await locker.end().catch(() => undefined);
+      await s.close();
+    }
+  }, 20_000);
 
   it('an adjustment onto a stale live state is refused (TEMPORARILY_UNAVAILABLE) and the figures add up to PostgreSQL\'s stock', async () => {
     const { saleId, itemIds: [item] } = await createSale(t, { stock: 2 });

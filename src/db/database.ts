@@ -34,7 +34,10 @@ class StaticMigrationProvider implements MigrationProvider {
 }
 
 export function createDb(databaseUrl: string, poolSize = 20): { db: Db; pool: pg.Pool } {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, connectionTimeoutMillis: 2000 });
+  // A transaction left open by a client that vanished (a partition, a proxy that stalls) would keep
+  // its row locks for ever, and with them the repair fence that waits for order inserts: the
+  // server ends such a session after 10 s idle in a transaction (ours never idle that long).
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, connectionTimeoutMillis: 2000, idle_in_transaction_session_timeout: 10_000 });
   // A connection reset must never crash the process: idle clients report through the pool, and a
   // checked-out client emits 'error' itself (pg-pool drops its listener on checkout). The query in
   // flight still rejects, and the caller answers TEMPORARILY_UNAVAILABLE.

@@ -168,7 +168,12 @@ export class StockRecovery {
   private async rebuild(saleId: string, reason: string): Promise<RebuildOutcome> {
     // The fence: waits for order inserts in flight (they hold a share lock on the sale row), and
     // from its commit on PostgreSQL refuses every order whose hold was made in the old state.
-    const sale = await this.db.updateTable('sales').set((eb) => ({ live_epoch: eb('live_epoch', '+', 1) })).where('id', '=', saleId).returningAll().executeTakeFirstOrThrow();
+    // Bounded: a lock held by a transaction that never ends must fail this repair (the next check
+    // tries again), not hang it and every check queued behind it.
+    const sale = await this.db.transaction().execute(async (tx) => {
+      await sql`set local lock_timeout = '3s'`.execute(tx);
+      return tx.updateTable('sales').set((eb) => ({ live_epoch: eb('live_epoch', '+', 1) })).where('id', '=', saleId).returningAll().executeTakeFirstOrThrow();
+    });
     const [items, drained, orders] = await Promise.all([
       this.itemCounts(saleId),
       this.drainedVersion(saleId),
