@@ -10,6 +10,7 @@ import { createSale } from './support/fixtures.js';
 import { CANCEL_ORDER, CONFIRM, PURCHASE, RELEASE, RESERVE, SALE, SALE_ITEM } from './support/operations.js';
 import { Recorder, wsClient } from './support/live.js';
 import { freePort, PgProxy } from './support/processes.js';
+import { redisAnswering } from './support/redis-process.js';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { StockRecovery } from '../src/services/stock-recovery.js';
@@ -490,13 +491,7 @@ class RedisServer {
     if (replicaOf) args.push('--replicaof', '127.0.0.1', String(replicaOf));
     args.push("--dir", tmpdir(), "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0");
     const child = spawn("redis-server", args, { stdio: "ignore" });
-    await eventually(async () => {
-      const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      probe.on('error', () => undefined);
-      const up = await probe.connect().then(() => probe.ping(), () => null);
-      probe.disconnect();
-      return up === 'PONG';
-    }, 5000, 50);
+    await redisAnswering(port, 5000);
     const client = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 });
     client.on('error', () => undefined);
     return new RedisServer(port, child, client);

@@ -10,7 +10,7 @@ import { createSale } from './support/fixtures.js';
 import { eventually, startTestServer, type TestServer } from './support/harness.js';
 import { Recorder, silentHoldAfterSnapshot, STOCK_CHANGED, wsClient, type StockUpdate } from './support/live.js';
 import { PURCHASE, SALE_ITEM } from './support/operations.js';
-import { freePort } from './support/redis-process.js';
+import { freePort, redisAnswering } from './support/redis-process.js';
 
 /**
  * Redis Sentinel (REDIS_SENTINELS + REDIS_SENTINEL_NAME), for real: a primary, a replica and three
@@ -24,13 +24,7 @@ class Proc {
 
   static async start(port: number, args: string[]): Promise<Proc> {
     const child = spawn('redis-server', args, { stdio: 'ignore' });
-    await eventually(async () => {
-      const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      probe.on('error', () => undefined);
-      const up = await probe.connect().then(() => probe.ping(), () => null);
-      probe.disconnect();
-      return up === 'PONG';
-    }, 10_000, 50);
+    await redisAnswering(port);
     return new Proc(port, child);
   }
 

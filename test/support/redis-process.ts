@@ -15,6 +15,20 @@ export async function freePort(): Promise<number> {
 }
 
 /** A redis-server of the test's own, so it can be killed and restarted empty without touching anyone else's. */
+/** Resolves once a redis-server on `port` answers PING (it was just spawned), else rejects after `timeoutMs`. */
+export async function redisAnswering(port: number, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on('error', () => undefined); // refused until the server is up: expected while probing
+    const up = await probe.connect().then(() => probe.ping(), () => null);
+    probe.disconnect();
+    if (up === 'PONG') return;
+    if (Date.now() > until) throw new Error(`redis-server on ${port} did not start`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export class RedisProcess {
   private child: ChildProcess | null = null;
   constructor(readonly port: number) {}
