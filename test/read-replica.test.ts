@@ -164,6 +164,8 @@ describe('read replica (DATABASE_READ_URL) on a real streaming standby', () => {
     expect(await ready(a)).toEqual({ status: 200, body: { status: 'ready', readReplica: { state: 'ok', lagMs: expect.any(Number), paused: false } } });
     expect(await gauge(a)).toBe(1);
 
+    // The replica has replayed the sale (it may trail the primary by a moment) before it is paused.
+    await eventually(async () => (await onA.gql(SALES)).data.sales.edges.some((e: { node: { id: string } }) => e.node.id === saleId), 10_000, 50);
     // --- replay paused: the replica stops where it is, the primary goes on.
     await onReplica('select pg_wal_replay_pause()');
     const paused = Date.now();
