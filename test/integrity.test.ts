@@ -115,6 +115,17 @@ describe('b. part of a sale\'s keys lost while a purchase commits', () => {
     expect(after.available + after.reserved + after.sold).toBe(200);
   });
 
+  it('a hold key lost on its own (its units still reserved) is recognised and the sale rebuilt: nothing stays reserved for ever', async () => {
+    const { saleId, itemIds: [item] } = await createSale(t, { stock: 2, holdSeconds: 300 });
+    const hold = (await t.client.gql(RESERVE, { input: { saleItemId: item, quantity: 1, idempotencyKey: 'lost-hold' } }, await t.token('c-lost-hold'))).data.reserve;
+    expect(hold.__typename).toBe('ReserveSuccess');
+    await t.app.redis.del(t.app.services.engine.keys.reservation(saleId, hold.reservation.id), `${t.app.services.engine.keys.base(saleId)}holds`);
+    await eventually(async () => {
+      const l = await level(item);
+      return l.reserved === 0 && l.available === 2;
+    }, 5000, 100);
+  });
+
   it('npm run stock -- rebuild (recovery.repair) replaces a half-present sale', async () => {
     const { saleId, itemIds: [item] } = await createSale(t, { stock: 5 });
     expect(await buy(item, 'b2-buyer')).toMatchObject({ __typename: 'PurchaseSuccess' });

@@ -250,6 +250,8 @@ function diagnose(sale: SaleRow, items: ItemCount[], drained: number, live: Live
     if (l.available < 0 || l.reserved < 0 || l.sold < 0 || l.available + l.reserved + l.sold !== l.initial + l.adjusted) {
       return { reason: `broken invariant: ${item.id} a=${l.available} r=${l.reserved} s=${l.sold}`, confirm: false };
     }
+    // Read in the same script as the counts, so no change can be in flight between them.
+    if (l.reserved !== l.held) return { reason: `reserved without holds: ${item.id} reserved ${l.reserved}, holds ${l.held}`, confirm: false };
     if (item.sold > l.sold + l.confirming) return { reason: `lost sold units: ${item.id} PostgreSQL ${item.sold}, live ${l.sold}+${l.confirming}`, confirm: true };
     if (item.sold < l.sold) return { reason: `phantom sold units: ${item.id} PostgreSQL ${item.sold}, live ${l.sold}`, confirm: true };
     if (l.initial + l.adjusted !== item.stock) return { reason: `stock differs: ${item.id} PostgreSQL ${item.stock}, live ${l.initial + l.adjusted}`, confirm: true };

@@ -212,7 +212,9 @@ function parseEnded(list: Raw): EndedHold[] {
 export type LiveCheck =
   | { complete: false }
   | {
-      complete: true; epoch: number; version: number; items: Map<string, ItemLevel & { confirming: number }>;
+      complete: true; epoch: number; version: number;
+      /** `confirming`: units of CONFIRMING holds; `held`: units of the HELD and CONFIRMING holds that exist (= reserved when whole). */
+      items: Map<string, ItemLevel & { confirming: number; held: number }>;
       /** The sale's definition as the scripts enforce it. */
       definition: { state: string; start: number; end: number; limit: number; hold: number };
     };
@@ -513,17 +515,21 @@ export class StockEngine {
   async liveCheck(saleId: string): Promise<LiveCheck> {
     const r = await this.redis.fsLiveCheck(this.keys.meta(saleId));
     if (Number(r[0]) !== 1) return { complete: false };
-    const items = new Map<string, ItemLevel & { confirming: number }>();
+    const items = new Map<string, ItemLevel & { confirming: number; held: number }>();
     for (const [field, value] of flatToMap(r[3] as string[])) {
       const sep = field.lastIndexOf(':');
       const id = field.slice(0, sep);
       let level = items.get(id);
-      if (!level) items.set(id, (level = { available: 0, reserved: 0, sold: 0, initial: 0, adjusted: 0, confirming: 0 }));
+      if (!level) items.set(id, (level = { available: 0, reserved: 0, sold: 0, initial: 0, adjusted: 0, confirming: 0, held: 0 }));
       applyStockField(level, field.slice(sep + 1), Number(value));
     }
     for (const [id, q] of flatToMap(r[4] as string[])) {
       const level = items.get(id);
       if (level) level.confirming = Number(q);
+    }
+    for (const [id, q] of flatToMap(r[6] as string[])) {
+      const level = items.get(id);
+      if (level) level.held = Number(q);
     }
     const [state, start, end, limit, hold] = r[5] as string[];
     return { complete: true, epoch: Number(r[1]), version: Number(r[2]), items, definition: { state, start: Number(start), end: Number(end), limit: Number(limit), hold: Number(hold) } };
